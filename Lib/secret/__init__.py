@@ -1,0 +1,36 @@
+"""Run code that handles secrets, and erase what it leaves in memory.
+
+This package is part of the runtimesecret experiment, the counterpart of Go's
+runtime/secret package (GOEXPERIMENT=runtimesecret). It exists only in an
+interpreter built with ``./configure --with-experiment=runtimesecret``.
+
+    import secret
+
+    def decrypt(path, blob):
+        with open(path, "rb") as f:
+            key = f.read()
+        return aes_gcm_decrypt(key, blob)
+
+    plaintext = secret.do(decrypt, "/run/keys/k1", blob)
+
+``secret.do(func, /, *args, **kwargs)`` calls ``func(*args, **kwargs)`` with
+the calling thread in secret mode and returns its result (or raises what it
+raised). When it returns, the memory ``func`` used is erased as far as this
+build provides: ``secret.protections()`` says which parts, ``supported()``
+whether this platform erases at all (Linux x86-64 and aarch64; elsewhere
+``do`` just calls ``func``), ``enabled()`` whether the calling thread is in
+secret mode now. Threads started in secret mode stay in it for life.
+"""
+
+try:
+    from _secret import do, enabled, supported, protections
+except ImportError:
+    raise ImportError(
+        "the 'secret' module needs an interpreter built with the "
+        "runtimesecret experiment (./configure "
+        "--with-experiment=runtimesecret); this interpreter was built "
+        "without it",
+        name=__name__,
+    ) from None
+
+__all__ = ["do", "enabled", "supported", "protections"]

@@ -1,0 +1,225 @@
+/* _secret: the C core of the `secret` package (runtimesecret experiment).
+ *
+ * secret.do(func, /, *args, **kwargs) runs func in secret mode; see
+ * Lib/secret/__init__.py for the user documentation and
+ * shared spec §2 for the contract.
+ */
+
+#include "Python.h"
+#include "pycore_pyerrors.h"      // _PyErr_FormatFromCause()
+#include "pycore_pystate.h"       // _PyThreadState_GET()
+
+#include "secret_core.h"
+
+/* What each part of spec §3 erases in this build. Each later piece of the
+ * experiment flips its entry when it lands; nothing claims protection that
+ * is not implemented. */
+static const struct {
+    const char *name;
+    int erased;
+} protections[] = {
+    {"registers", 0},           /* §3.1 */
+    {"c_stack", 0},             /* §3.2 */
+    {"signal_frames", 0},       /* §3.2 */
+    {"frame_stack", 0},         /* §3.3 */
+    {"heap", 0},                /* §3.4 */
+    {"no_core_dump_or_swap", 0},/* §3.4 */
+};
+
+/* Close an object whose body would run after do() returned, while still in
+ * secret mode, so that its finally blocks run protected. */
+static int
+close_deferred(PyObject *obj)
+{
+    PyObject *res;
+    if (PyAsyncGen_CheckExact(obj)) {
+        /* aclose() returns an awaitable; one send() runs it to completion
+         * unless the generator awaits in a finally block. */
+        PyObject *aw = PyObject_CallMethod(obj, "aclose", NULL);
+        if (aw == NULL) {
+            return -1;
+        }
+        res = PyObject_CallMethod(aw, "send", "O", Py_None);
+        if (res == NULL) {
+            Py_DECREF(aw);
+            if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                PyErr_Clear();
+                return 0;
+            }
+            return -1;
+        }
+        Py_DECREF(res);
+        res = PyObject_CallMethod(aw, "close", NULL);
+        Py_DECREF(aw);
+    }
+    else {
+        res = PyObject_CallMethod(obj, "close", NULL);
+    }
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+static const char *
+deferred_kind(PyObject *obj)
+{
+    if (PyCoro_CheckExact(obj)) {
+        return "a coroutine";
+    }
+    if (PyAsyncGen_CheckExact(obj)) {
+        return "an async generator";
+    }
+    if (PyGen_Check(obj)) {
+        return "a generator";
+    }
+    return NULL;
+}
+
+PyDoc_STRVAR(secret_do_doc,
+"do($module, func, /, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Call func(*args, **kwargs) with the calling thread in secret mode.\n"
+"\n"
+"Returns what func returns and raises what it raises. On every way out,\n"
+"the memory func used is erased as far as this build supports (see\n"
+"protections()). func must do its work before it returns: a coroutine,\n"
+"generator or async generator result is closed and TypeError is raised.");
+
+static PyObject *
+secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
+          PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "secret.do() missing required positional argument: "
+                        "'func'");
+        return NULL;
+    }
+    PyObject *func = args[0];
+    if (!PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError,
+                     "secret.do() argument 'func' must be callable, not %T",
+                     func);
+        return NULL;
+    }
+
+    PyThreadState *tstate = _PyThreadState_GET();
+    int entered = _PySecret_Enter(tstate);
+    PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
+    const char *kind = res != NULL ? deferred_kind(res) : NULL;
+    if (kind != NULL) {
+        /* Its body would run later, outside secret mode: refuse it. */
+        int closed = close_deferred(res);
+        Py_DECREF(res);
+        res = NULL;
+        if (closed < 0) {
+            _PyErr_FormatFromCause(
+                PyExc_TypeError,
+                "secret.do() cannot protect %R: it returned %s, whose body "
+                "would run outside secret mode (closing it failed)",
+                func, kind);
+        }
+        else {
+            PyErr_Format(
+                PyExc_TypeError,
+                "secret.do() cannot protect %R: it returned %s, whose body "
+                "would run outside secret mode; call secret.do() on "
+                "synchronous code inside it instead",
+                func, kind);
+        }
+    }
+    if (entered) {
+        _PySecret_Leave(tstate);
+    }
+    return res;
+}
+
+PyDoc_STRVAR(secret_enabled_doc,
+"enabled($module, /)\n"
+"--\n"
+"\n"
+"Return True if the calling thread is in secret mode: inside secret.do()\n"
+"at any depth, or started by a thread that was. Always False in fallback\n"
+"mode (see supported()).");
+
+static PyObject *
+secret_enabled(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(_PySecret_IsEnabled(_PyThreadState_GET()));
+}
+
+PyDoc_STRVAR(secret_supported_doc,
+"supported($module, /)\n"
+"--\n"
+"\n"
+"Return True if this build runs secret.do() in secret mode (Linux x86-64\n"
+"and aarch64), False if do() only calls its function (fallback mode).\n"
+"protections() tells which erasures this build performs.");
+
+static PyObject *
+secret_supported(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(_PySecret_SUPPORTED);
+}
+
+PyDoc_STRVAR(secret_protections_doc,
+"protections($module, /)\n"
+"--\n"
+"\n"
+"Return a dict: for each protection of secret.do(), whether this build\n"
+"provides it. All False in fallback mode.");
+
+static PyObject *
+secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(protections); i++) {
+        int on = _PySecret_SUPPORTED && protections[i].erased;
+        if (PyDict_SetItemString(dict, protections[i].name,
+                                 on ? Py_True : Py_False) < 0) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    return dict;
+}
+
+static PyMethodDef secret_methods[] = {
+    {"do", _PyCFunction_CAST(secret_do), METH_FASTCALL | METH_KEYWORDS,
+     secret_do_doc},
+    {"enabled", secret_enabled, METH_NOARGS, secret_enabled_doc},
+    {"supported", secret_supported, METH_NOARGS, secret_supported_doc},
+    {"protections", secret_protections, METH_NOARGS, secret_protections_doc},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyModuleDef_Slot secret_slots[] = {
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+    {0, NULL}
+};
+
+PyDoc_STRVAR(secret_module_doc,
+"C core of the secret package (runtimesecret experiment); use `secret`.");
+
+static struct PyModuleDef secret_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_secret",
+    .m_doc = secret_module_doc,
+    .m_size = 0,
+    .m_methods = secret_methods,
+    .m_slots = secret_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__secret(void)
+{
+    return PyModuleDef_Init(&secret_module);
+}

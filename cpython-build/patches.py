@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""The patch series: apply it to an upstream tree, check it, edit it.
+
+  patches.py apply UPSTREAM DEST     copy UPSTREAM to DEST, apply the series
+  patches.py check UPSTREAM          dry run: does the series apply cleanly?
+  patches.py devtree UPSTREAM DEST   a git work tree: upstream + one commit per
+                                     patch (+ the overlay, untracked), to edit
+  patches.py export DEST             write DEST's commits back as the series
+
+The series is patches/series: one file name per line, in order, '#' starts a
+comment. Each patch is `git format-patch` output, so its commit message is
+the header (what, why, which spec section) and both `patch` and `git apply`
+accept it. A patch applies with no fuzz; a failure names the patch and hunk.
+Our new files are not in patches: they live under Modules/ and Lib/secret/
+and are copied in by the build (see OVERLAY).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATCHES = os.path.join(ROOT, "patches")
+SERIES = os.path.join(PATCHES, "series")
+# Repository directories copied into the CPython tree at the same path.
+OVERLAY = ["Modules/_secret", "Lib/secret"]
+AUTHOR = ["-c", "user.name=runtimesecret", "-c",
+          "user.email=runtimesecret@localhost"]
+
+
+class PatchError(Exception):
+    pass
+
+
+def series():
+    names = []
+    with open(SERIES) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.append(line)
+    return [os.path.join(PATCHES, n) for n in names]
+
+
+def input_files():
+    """Every file the patched tree is made from (for build dependencies)."""
+    files = [SERIES] + series()
+    dirs = [PATCHES]
+    for d in OVERLAY:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, d)):
+            dirnames[:] = [n for n in dirnames if n != "__pycache__"]
+            dirs.append(dirpath)
+            files += [os.path.join(dirpath, n) for n in sorted(filenames)]
+    return files, dirs
+
+
+def apply_one(patch, tree, dry_run=False):
+    cmd = ["patch", "-p1", "--fuzz=0", "--forward", "--batch",
+           "--no-backup-if-mismatch", "-r", "-", "-d", tree, "-i", patch]
+    if dry_run:
+        cmd.append("--dry-run")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    out = (r.stdout + r.stderr).strip()
+    name = os.path.basename(patch)
+    if r.returncode != 0:
+        lines = [l for l in out.splitlines()
+                 if re.search(r"FAILED|patching file|can't find|malformed|"
+                              r"Reversed|not found|Only garbage", l)]
+        raise PatchError("patch %s does not apply:\n  %s"
+                         % (name, "\n  ".join(lines or out.splitlines())))
+    offsets = [l for l in out.splitlines() if "offset" in l or "fuzz" in l]
+    if offsets:
+        # Tolerated by patch, but the series must match upstream exactly.
+        raise PatchError("patch %s applies only with offsets; refresh it "
+                         "(patches.py devtree + export):\n  %s"
+                         % (name, "\n  ".join(offsets)))
+
+
+def copy_upstream(upstream, dest):
+    shutil.copytree(upstream, dest, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def overlay(dest):
+    for d in OVERLAY:
+        src = os.path.join(ROOT, d)
+        shutil.copytree(src, os.path.join(dest, d), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def apply_series(upstream, dest):
+    copy_upstream(upstream, dest)
+    for p in series():
+        apply_one(p, dest)
+    overlay(dest)
+
+
+def check(upstream):
+    """Apply the series to a scratch copy (a patch can depend on the one
+    before it, so a plain per-patch dry run would not do)."""
+    with tempfile.TemporaryDirectory(prefix="series-check-") as tmp:
+        tree = os.path.join(tmp, "tree")
+        copy_upstream(upstream, tree)
+        for p in series():
+            apply_one(p, tree)
+            print("ok  %s" % os.path.relpath(p, ROOT))
+
+
+def git(tree, *args, **kw):
+    return subprocess.run(["git", *AUTHOR, *args], cwd=tree, check=True,
+                          **kw)
+
+
+def devtree(upstream, dest):
+    if os.path.exists(dest):
+        raise PatchError("%s exists" % dest)
+    copy_upstream(upstream, dest)
+    git(dest, "init", "-q")
+    with open(os.path.join(dest, ".git", "info", "exclude"), "a") as f:
+        f.write("__pycache__/\nautom4te.cache/\n*~\n")
+        for d in OVERLAY:
+            f.write("/%s/\n" % d)
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "upstream")
+    git(dest, "tag", "upstream")
+    git(dest, "am", "-q", "--whitespace=nowarn", *series())
+    overlay(dest)
+    print("%s: upstream + %d patches as commits. Edit, commit (one commit "
+          "per topic; the message is the header), then:\n"
+          "  %s export %s\n"
+          "Overlay files (%s) are copies: edit them in the repository."
+          % (dest, len(series()), sys.argv[0], dest, ", ".join(OVERLAY)))
+
+
+def export(tree):
+    with tempfile.TemporaryDirectory(prefix="series-export-") as tmp:
+        git(tree, "format-patch", "-q", "--no-signature", "--zero-commit",
+            "--no-stat", "-N", "-o", tmp, "upstream..HEAD")
+        names = sorted(os.listdir(tmp))
+        for old in series():
+            os.unlink(old)
+        for n in names:
+            shutil.copyfile(os.path.join(tmp, n), os.path.join(PATCHES, n))
+    with open(SERIES, "w") as f:
+        f.write("# The patch series, applied in this order "
+                "(cpython-build/patches.py).\n")
+        f.writelines(n + "\n" for n in names)
+    print("wrote %d patches and patches/series" % len(names))
+
+
+def main():
+    args = sys.argv[1:]
+    try:
+        if len(args) == 3 and args[0] == "apply":
+            apply_series(args[1], args[2])
+        elif len(args) == 2 and args[0] == "check":
+            check(args[1])
+        elif len(args) == 3 and args[0] == "devtree":
+            devtree(args[1], args[2])
+        elif len(args) == 2 and args[0] == "export":
+            export(args[1])
+        else:
+            sys.exit(__doc__)
+    except PatchError as e:
+        sys.exit("error: %s" % e)
+
+
+if __name__ == "__main__":
+    main()

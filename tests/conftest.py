@@ -1,0 +1,37 @@
+"""Shared helpers. The suite runs on the experiment interpreter (from its
+venv); other interpreters are run as child processes."""
+
+import os
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "cpython-build")
+INSTALL = os.path.join(BUILD, "install")
+WORK = os.path.join(BUILD, "work")
+UPSTREAM = os.path.join(WORK, "upstream")
+
+
+def interpreter(variant):
+    return os.path.join(INSTALL, variant, "bin", "python3")
+
+
+def run_python(variant, code, *args, check=True, **kw):
+    """Run code on an installed variant; return the CompletedProcess."""
+    r = subprocess.run([interpreter(variant), "-c", code, *args],
+                       capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError("%s failed (%d):\n%s%s"
+                             % (variant, r.returncode, r.stdout, r.stderr))
+    return r
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _on_experiment_interpreter():
+    # The contract: tests run on the built experiment interpreter.
+    prefix = os.path.realpath(os.path.join(INSTALL, "experiment"))
+    assert os.path.realpath(sys.base_prefix) == prefix, sys.base_prefix
+    assert sysconfig.get_config_var("PY_EXPERIMENTS") == "runtimesecret"

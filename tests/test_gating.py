@@ -1,0 +1,183 @@
+"""Build gating (spec §1): pristine vs experiment, configure's option, the
+patch series."""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+from conftest import ROOT, UPSTREAM, WORK, interpreter, run_python
+
+EXPERIMENT_SRC = os.path.join(WORK, "experiment", "src")
+SERIES = os.path.join(ROOT, "patches", "series")
+
+
+def series():
+    with open(SERIES) as f:
+        names = [l.split("#", 1)[0].strip() for l in f]
+    return [os.path.join(ROOT, "patches", n) for n in names if n]
+
+
+# --- the two interpreters -------------------------------------------------
+
+def test_pristine_has_no_secret_and_says_how_to_get_it():
+    r = run_python("pristine", "import secret", check=False)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError:"), r.stderr
+    assert "--with-experiment=runtimesecret" in last
+
+
+def test_pristine_is_upstream():
+    r = run_python("pristine", "\n".join([
+        "import sys, sysconfig",
+        "print(sysconfig.get_config_var('PY_EXPERIMENTS'))",
+        "print(sysconfig.get_config_var('Py_EXPERIMENT_RUNTIMESECRET'))",
+        "print('_secret' in sys.builtin_module_names)",
+        "print(sys.version.split()[0])",
+    ]))
+    assert r.stdout.split() == ["None", "None", "False", "3.13.5"]
+
+
+def test_experiment_config():
+    assert sysconfig.get_config_var("PY_EXPERIMENTS") == "runtimesecret"
+    assert sysconfig.get_config_var("Py_EXPERIMENT_RUNTIMESECRET") == 1
+    assert "_secret" in sys.builtin_module_names
+    assert sys.version.split()[0] == "3.13.5"
+    pyconfig = os.path.join(sysconfig.get_path("include"), "pyconfig.h")
+    with open(pyconfig) as f:
+        text = f.read()
+    assert "#define Py_EXPERIMENT_RUNTIMESECRET 1" in text
+    assert "#define Py_RUNTIMESECRET_SUPPORTED 1" in text
+
+
+def test_secret_package_is_installed_stdlib():
+    import secret
+    stdlib = sysconfig.get_path("stdlib")
+    assert os.path.dirname(secret.__file__) == os.path.join(stdlib, "secret")
+
+
+# --- configure --------------------------------------------------------------
+
+def configure(tmp_path, *args, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run(
+        [os.path.join(EXPERIMENT_SRC, "configure"), *args],
+        cwd=tmp_path, capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("value", ["bogus", "runtimesecret,bogus",
+                                   "runtimesecret,,Bogus"])
+def test_configure_rejects_unknown_experiment(tmp_path, value):
+    r = configure(tmp_path, "--with-experiment=" + value)
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()[-1]
+    bad = [v for v in value.split(",") if v and v != "runtimesecret"][0]
+    assert "unknown experiment '%s'" % bad in err
+    assert "known experiments: runtimesecret" in err
+
+
+def test_configure_with_experiment_needs_a_list(tmp_path):
+    r = configure(tmp_path, "--with-experiment")
+    assert r.returncode != 0
+    assert "known experiments: runtimesecret" in r.stderr
+
+
+def test_configure_refuses_free_threading(tmp_path):
+    r = configure(tmp_path, "--disable-gil", "--with-experiment=runtimesecret")
+    assert r.returncode != 0
+    assert "not supported yet with --disable-gil" in r.stderr
+
+
+def test_configure_fallback_cache_variable(tmp_path):
+    # ac_cv_secret_supported=no forces the fallback of §6: the experiment is
+    # on, but pyconfig.h does not claim erasure.
+    r = configure(tmp_path, "--with-experiment=runtimesecret",
+                  "ac_cv_secret_supported=no")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert re.search(r"whether runtimesecret erasure supports .*\(cached\) no",
+                     r.stdout)
+    with open(tmp_path / "pyconfig.h") as f:
+        text = f.read()
+    assert "#define Py_EXPERIMENT_RUNTIMESECRET 1" in text
+    assert "Py_RUNTIMESECRET_SUPPORTED" in text  # the #undef line
+    assert "#define Py_RUNTIMESECRET_SUPPORTED" not in text
+    with open(tmp_path / "Makefile") as f:
+        assert re.search(r"^PY_EXPERIMENTS=\s*runtimesecret$", f.read(), re.M)
+
+
+def test_configure_is_regenerated_from_configure_ac(tmp_path):
+    # The series' configure and pyconfig.h.in are exactly what autoconf 2.71
+    # makes of its configure.ac (so the configure diff is our change only).
+    for name in ("configure.ac", "aclocal.m4", "install-sh", "config.guess",
+                 "config.sub"):
+        shutil.copy(os.path.join(EXPERIMENT_SRC, name), tmp_path)
+    subprocess.run(["autoconf"], cwd=tmp_path, check=True)
+    subprocess.run(["autoheader"], cwd=tmp_path, check=True)
+    for name in ("configure", "pyconfig.h.in"):
+        with open(tmp_path / name) as a, \
+                open(os.path.join(EXPERIMENT_SRC, name)) as b:
+            assert a.read() == b.read(), name
+
+
+# --- the patch series -------------------------------------------------------
+
+def test_series_applies_cleanly_with_patch():
+    r = subprocess.run([sys.executable,
+                        os.path.join(ROOT, "cpython-build", "patches.py"),
+                        "check", UPSTREAM], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("ok ") == len(series())
+
+
+def test_series_applies_cleanly_with_git_apply(tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(UPSTREAM, tree, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for p in series():
+        check = subprocess.run(["git", "apply", "--check", p], cwd=tree,
+                               capture_output=True, text=True)
+        assert check.returncode == 0, (p, check.stderr)
+        subprocess.run(["git", "apply", p], cwd=tree, check=True)
+
+
+def test_series_failure_names_patch_and_hunk(tmp_path):
+    # Apply to a tree whose configure.ac differs where the first patch
+    # changes it: the error names the patch and the failed hunk.
+    tree = tmp_path / "upstream"
+    shutil.copytree(UPSTREAM, tree, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    path = tree / "configure.ac"
+    text = path.read_text()
+    path.write_text(text.replace("# Check for --with-pydebug",
+                                 "# Check for --with-pydebug (changed)"))
+    r = subprocess.run([sys.executable,
+                        os.path.join(ROOT, "cpython-build", "patches.py"),
+                        "apply", str(tree), str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    first = os.path.basename(series()[0])
+    assert "patch %s does not apply" % first in r.stderr
+    assert re.search(r"Hunk #\d+ FAILED", r.stderr), r.stderr
+    assert "configure.ac" in r.stderr
+
+
+def test_every_patch_has_a_header():
+    assert series(), "empty series"
+    for p in series():
+        with open(p) as f:
+            text = f.read()
+        header = text.split("\ndiff --git", 1)[0]
+        for field in ("What:", "Why:", "Serves: spec §"):
+            assert field in header, (os.path.basename(p), field)
+
+
+def test_new_files_are_not_carried_in_patches():
+    for p in series():
+        with open(p) as f:
+            assert "\nnew file mode" not in f.read(), os.path.basename(p)

@@ -14,8 +14,9 @@ pkgs=(
   libssl-dev libsqlite3-dev libffi-dev zlib1g-dev libbz2-dev liblzma-dev
   libreadline-dev libncurses-dev uuid-dev libgdbm-dev libgdbm-compat-dev
   tk-dev
-  # debugging and proof tools
-  gdb valgrind binutils
+  # debugging and proof tools; the aarch64 cross build of the erasure
+  # assembly, run under qemu-user
+  gdb valgrind binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 
 missing=()

@@ -1,10 +1,22 @@
-/* runtimesecret experiment: secret mode, per thread.
+/* runtimesecret experiment: secret mode and its erasure, per thread.
  *
  * A thread is in secret mode while it runs inside secret.do() (a nesting
  * counter in its thread state) or for its whole life when it was started by
- * a thread in secret mode (spec §2). The erasure of spec §3 hooks into
- * _PySecret_Leave() and _PySecret_ThreadExit(); see README's status table for
- * what is erased today.
+ * a thread in secret mode (spec §2).
+ *
+ * At each do() exit (spec §3.1-§3.3):
+ * - registers: secret_amd64.S / secret_arm64.S, first and last;
+ * - C stack: on entry do() zeroes a window below its frame; at exit the
+ *   lowest non-zero byte of the window is the deepest point func wrote, and
+ *   everything from there up to do's frame is zeroed. When func reached the
+ *   window's bottom, the resident pages below it are zeroed too, down to the
+ *   end of the stack mapping or a gap of GAP_MAX untouched bytes (pages func
+ *   never touched are never faulted in). The window adapts to the depth the
+ *   thread's do() calls use, so the cost follows the depth actually used;
+ * - signal frames: those on the thread stack are part of the stack above;
+ *   the used part of the thread's alternate signal stack is zeroed;
+ * - interpreter frame stack: the current chunk above the top, and chunks
+ *   freed in secret mode (pystate.c hook).
  */
 
 #include "Python.h"
@@ -12,30 +24,253 @@
 
 #include "secret_core.h"
 
-/* A thread started in secret mode. Thread-local, not in the thread state:
- * _PySecret_ThreadExit() runs after the thread state has been deleted. */
-static _Py_thread_local int thread_is_secret;
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>               // explicit_bzero()
+#include <sys/mman.h>             // mincore()
+#include <unistd.h>               // sysconf()
+#if defined(__x86_64__)
+#  include <cpuid.h>
+#elif defined(__aarch64__)
+#  include <sys/auxv.h>
+#  ifndef HWCAP_SVE
+#    define HWCAP_SVE (1 << 22)
+#  endif
+#endif
 
-int
-_PySecret_Enter(PyThreadState *tstate)
+#define WINDOW_MIN (8 * 1024)
+#define WINDOW_MAX (256 * 1024)
+/* Stop looking for deeper stack use after this many untouched bytes: more
+ * than any single frame's untouched locals. */
+#define GAP_MAX (1024 * 1024)
+/* A signal frame (AVX-512 state included) is under 4 KiB. */
+#define ALTSTACK_PROBE 4096
+
+int _PySecret_vector = 0;
+
+/* A thread started in secret mode. Thread-local, not in the thread state:
+ * _PySecret_ThreadExitPrepare() runs after the thread state is deleted. */
+static _Py_thread_local int thread_is_secret;
+/* Size of the stack window zeroed on do() entry (0: not set yet). */
+static _Py_thread_local size_t thread_window;
+/* The thread's alternate signal stack, looked up at its first do(). */
+
+static size_t page_size;
+
+void
+_PySecret_Zero(void *p, size_t n)
 {
-#if _PySecret_SUPPORTED
-    ((_PyThreadStateImpl *)tstate)->secret.depth++;
+    explicit_bzero(p, n);
+}
+
+static int
+detect_vector(void)
+{
+#if defined(__x86_64__)
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) {
+        return 0;
+    }
+    /* AVX needs the CPU feature and the OS saving YMM state (XCR0). */
+    if (!(c & bit_OSXSAVE) || !(c & bit_AVX)) {
+        return 0;
+    }
+    unsigned int lo, hi;
+    __asm__ volatile ("xgetbv" : "=a" (lo), "=d" (hi) : "c" (0));
+    unsigned long long xcr0 = ((unsigned long long)hi << 32) | lo;
+    if ((xcr0 & 0x6) != 0x6) {
+        return 0;
+    }
+    /* AVX-512: opmask, ZMM_Hi256 and Hi16_ZMM state enabled. */
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX512F)
+        && (xcr0 & 0xe6) == 0xe6)
+    {
+        return 2;
+    }
     return 1;
+#elif defined(__aarch64__)
+    return (getauxval(AT_HWCAP) & HWCAP_SVE) ? 1 : 0;
 #else
-    (void)tstate;
     return 0;
 #endif
 }
 
-void
-_PySecret_Leave(PyThreadState *tstate)
+static void
+init_once(void)
+{
+    if (page_size == 0) {
+        _PySecret_vector = detect_vector();
+        long ps = sysconf(_SC_PAGESIZE);
+        page_size = ps > 0 ? (size_t)ps : 4096;
+    }
+}
+
+static inline int
+is_zero(const char *p, size_t n)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < n / 8; i++) {
+        acc |= w[i];
+    }
+    return acc == 0;
+}
+
+/* The lowest non-zero 8-byte word in [p, end), or end. */
+static char *
+first_nonzero(char *p, char *end)
+{
+    while (p + 64 <= end && is_zero(p, 64)) {
+        p += 64;
+    }
+    while (p < end && *(uint64_t *)p == 0) {
+        p += 8;
+    }
+    return p;
+}
+
+/* Zero the resident pages below `below` (page-aligned), going down until
+ * the stack mapping ends or gap_max bytes in a row were never touched.
+ * mincore() tells residency without faulting pages in. */
+static void
+zero_resident_below(char *below, size_t gap_max)
+{
+    enum { BATCH = 64 };
+    unsigned char vec[BATCH];
+    size_t gap = 0;
+    char *hi = below;
+    while (gap < gap_max && (uintptr_t)hi > BATCH * page_size) {
+        size_t n = BATCH;
+        char *lo = hi - n * page_size;
+        if (mincore(lo, n * page_size, vec) != 0) {
+            /* Part of the batch is not mapped: find where the mapping
+             * ends, one page at a time. */
+            for (n = 0; n < BATCH; n++) {
+                if (mincore(hi - (n + 1) * page_size, page_size,
+                            &vec[BATCH - 1 - n]) != 0) {
+                    break;
+                }
+            }
+            if (n == 0) {
+                return;
+            }
+            memmove(vec, &vec[BATCH - n], n);
+            lo = hi - n * page_size;
+        }
+        for (size_t i = n; i-- > 0;) {
+            if (vec[i] & 1) {
+                explicit_bzero(lo + i * page_size, page_size);
+                gap = 0;
+            }
+            else {
+                gap += page_size;
+                if (gap >= gap_max) {
+                    return;
+                }
+            }
+        }
+        if (n < BATCH) {
+            return;  /* the mapping ended */
+        }
+        hi = lo;
+    }
+}
+
+static size_t
+adapt_window(size_t window, size_t used)
+{
+    size_t want = ((used * 2 + 4095) / 4096) * 4096;
+    if (want > window) {
+        return want < WINDOW_MAX ? want : WINDOW_MAX;
+    }
+    size_t half = window / 2;
+    if (want < half) {
+        want = half;
+    }
+    return want > WINDOW_MIN ? want : WINDOW_MIN;
+}
+
+/* The alternate signal stack: a handler that ran on it during func left a
+ * frame (func's registers) at its top. It is looked up at every exit (one
+ * system call, ~90 ns here): func may have installed it. */
+static void
+erase_altstack(void)
+{
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) != 0 || (ss.ss_flags & SS_DISABLE)
+        || ss.ss_sp == NULL || ss.ss_size < 64)
+    {
+        return;
+    }
+    char *sp = (char *)(((uintptr_t)ss.ss_sp + 7) & ~(uintptr_t)7);
+    size_t size = (ss.ss_size - (sp - (char *)ss.ss_sp)) & ~(size_t)63;
+    char *top = sp + size;
+    size_t probe = size < ALTSTACK_PROBE ? size : ALTSTACK_PROBE;
+    if (is_zero(top - probe, probe)) {
+        return;
+    }
+    char *p = first_nonzero(sp, top);
+    explicit_bzero(p, top - p);
+}
+
+/* Everything above the top of the current chunk of the frame stack is
+ * dead: func's frames were there. */
+static void
+erase_frame_stack(PyThreadState *tstate)
+{
+    char *top = (char *)tstate->datastack_top;
+    char *limit = (char *)tstate->datastack_limit;
+    if (top != NULL && limit > top) {
+        explicit_bzero(top, limit - top);
+    }
+}
+
+int
+_PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
+{
+#if _PySecret_SUPPORTED
+    init_once();
+    ((_PyThreadStateImpl *)tstate)->secret.depth++;
+    if (thread_window == 0) {
+        thread_window = WINDOW_MIN;
+    }
+    call->window = thread_window;
+    call->window_low = NULL;
+    return 1;
+#else
+    (void)tstate;
+    (void)call;
+    return 0;
+#endif
+}
+
+void *
+_PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
 {
     _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
     assert(ts->secret.depth > 0);
     ts->secret.depth--;
-    /* Erasure at each do() exit (spec §3.1-§3.4) plugs in here. It must keep
-     * a pending exception intact and never run Python code. */
+
+    erase_frame_stack(tstate);
+    erase_altstack();
+
+    char *low = call->window_low;
+    char *top = low + call->window;
+    size_t used;
+    if (!is_zero(low, 64)) {
+        /* func went at least to the window's bottom: zero what it may have
+         * used below, from here (far above it). */
+        char *page = (char *)((uintptr_t)low & ~(uintptr_t)(page_size - 1));
+        explicit_bzero(page, low - page);
+        zero_resident_below(page, GAP_MAX);
+        used = WINDOW_MAX;
+    }
+    else {
+        low = first_nonzero(low, top);
+        used = top - low;
+    }
+    thread_window = adapt_window(call->window, used);
+    return low;
 }
 
 void
@@ -50,15 +285,26 @@ void
 _PySecret_ThreadStart(PyThreadState *tstate)
 {
     thread_is_secret = ((_PyThreadStateImpl *)tstate)->secret.inherited;
+    if (thread_is_secret) {
+        init_once();
+    }
 }
 
-void
-_PySecret_ThreadExit(void)
+void *
+_PySecret_ThreadExitPrepare(void)
 {
-    if (!thread_is_secret) {
-        return;
+    if (!_PySecret_SUPPORTED || !thread_is_secret) {
+        return NULL;
     }
     thread_is_secret = 0;
-    /* Erasure of the ending thread's stack and registers (spec §2, §3.1,
-     * §3.2) plugs in here. */
+    /* The whole stack below the thread's outermost frame was used by the
+     * thread. Zero its resident pages from well below this frame (so the
+     * zeroing never reaches a live frame) and leave the rest, right below
+     * the caller, to _PySecret_EraseStack(). */
+    char here;
+    char *sp = (char *)((uintptr_t)&here & ~(uintptr_t)(page_size - 1));
+    char *low = sp - 16 * page_size;
+    zero_resident_below(low, SIZE_MAX);
+    erase_altstack();
+    return low;
 }

@@ -1,8 +1,8 @@
 /* runtimesecret experiment: the core's entry points.
  *
- * Upstream files call these at hook points (patches/); the erasure of
- * spec §3 (registers, C stack, frame stack, heap) plugs in behind them.
- * Only compiled when configure --with-experiment=runtimesecret.
+ * Upstream files call these at hook points (patches/); secret.do() uses
+ * _PySecret_ENTER and _PySecret_LEAVE. Only compiled when configure
+ * --with-experiment=runtimesecret.
  */
 #ifndef Py_SECRET_CORE_H
 #define Py_SECRET_CORE_H
@@ -34,14 +34,47 @@ _PySecret_IsEnabled(PyThreadState *tstate)
     return ts->secret.depth > 0 || ts->secret.inherited;
 }
 
-/* Enter secret mode for one secret.do() call on tstate's thread.
- * Returns 1 if entered (the caller must call _PySecret_Leave() on every way
- * out), 0 in fallback mode (nothing to leave). Never fails. */
-extern int _PySecret_Enter(PyThreadState *tstate);
+/* One secret.do() call, kept in do's own C frame. */
+typedef struct {
+    char *window_low;   /* lowest byte of the stack window zeroed on entry */
+    size_t window;      /* its size */
+} _PySecretCall;
 
-/* Leave the secret mode entered by the matching _PySecret_Enter() call and
- * erase what that call's function left. Keeps a pending exception intact. */
-extern void _PySecret_Leave(PyThreadState *tstate);
+/* Assembly (secret_amd64.S, secret_arm64.S): leaves that use no stack, so
+ * they may zero the stack right below their caller's frame. */
+extern char *_PySecret_ZeroBelow(size_t n);
+extern void _PySecret_EraseStack(void *low, int vector);
+/* The vector register file to erase, detected once (see secret_core.c). */
+extern int _PySecret_vector;
+
+/* Enter secret mode for one secret.do() call: returns 1 if entered, 0 in
+ * fallback mode (then there is nothing to leave). Never fails. */
+extern int _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call);
+
+/* Leave it: erase the interpreter frame stack and the alternate signal
+ * stack, zero the C stack func used deeper than the entry window, and
+ * return the lowest address of the window that still needs zeroing.
+ * Keeps a pending exception intact and never runs Python code. */
+extern void *_PySecret_Leave(PyThreadState *tstate, _PySecretCall *call);
+
+#if _PySecret_SUPPORTED
+/* These two must be expanded in secret.do()'s own frame: the stack below
+ * that frame is what they zero. */
+#  define _PySecret_ENTER(tstate, call) \
+    (_PySecret_Enter((tstate), (call)) \
+     ? ((call)->window_low = _PySecret_ZeroBelow((call)->window), 1) : 0)
+#  define _PySecret_LEAVE(tstate, call) \
+    do { \
+        /* Registers first: a signal frame pushed from here on holds \
+           nothing of func's. */ \
+        _PySecret_EraseStack((void *)UINTPTR_MAX, _PySecret_vector); \
+        void *_low = _PySecret_Leave((tstate), (call)); \
+        _PySecret_EraseStack(_low, _PySecret_vector); \
+    } while (0)
+#else
+#  define _PySecret_ENTER(tstate, call) ((void)(tstate), (void)(call), 0)
+#  define _PySecret_LEAVE(tstate, call) ((void)0)
+#endif
 
 /* Thread life cycle (Modules/_threadmodule.c). */
 
@@ -51,9 +84,35 @@ extern void _PySecret_ThreadCreated(PyThreadState *parent,
                                     PyThreadState *child);
 /* In the new thread, once it holds its thread state, before it runs code. */
 extern void _PySecret_ThreadStart(PyThreadState *tstate);
-/* In the ending thread, after its thread state is deleted: the last thing
- * before the thread returns to the OS. */
-extern void _PySecret_ThreadExit(void);
+/* In an ending thread that was secret, after its thread state is deleted:
+ * zero its stack below the caller's frame, except the part right below,
+ * whose lowest address is returned (NULL if the thread was not secret). */
+extern void *_PySecret_ThreadExitPrepare(void);
+
+/* The last thing a thread does; expanded in the thread's outermost frame
+ * (thread_run), so the whole stack the thread used lies below it. */
+#if _PySecret_SUPPORTED
+#  define _PySecret_THREAD_EXIT() \
+    do { \
+        void *_low = _PySecret_ThreadExitPrepare(); \
+        if (_low != NULL) { \
+            _PySecret_EraseStack(_low, _PySecret_vector); \
+        } \
+    } while (0)
+#else
+#  define _PySecret_THREAD_EXIT() ((void)0)
+#endif
+
+/* Before a chunk of the interpreter frame stack is freed (Python/pystate.c):
+ * in secret mode its frames are zeroed first (spec §3.3). */
+static inline void
+_PySecret_FreeStackChunk(PyThreadState *tstate, void *chunk, size_t size)
+{
+    if (_PySecret_SUPPORTED && _PySecret_IsEnabled(tstate)) {
+        extern void _PySecret_Zero(void *p, size_t n);
+        _PySecret_Zero(chunk, size);
+    }
+}
 
 #ifdef __cplusplus
 }

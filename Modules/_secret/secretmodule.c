@@ -18,10 +18,10 @@ static const struct {
     const char *name;
     int erased;
 } protections[] = {
-    {"registers", 0},           /* §3.1 */
-    {"c_stack", 0},             /* §3.2 */
-    {"signal_frames", 0},       /* §3.2 */
-    {"frame_stack", 0},         /* §3.3 */
+    {"registers", 1},           /* §3.1 */
+    {"c_stack", 1},             /* §3.2 */
+    {"signal_frames", 1},       /* §3.2 */
+    {"frame_stack", 1},         /* §3.3 */
     {"heap", 0},                /* §3.4 */
     {"no_core_dump_or_swap", 0},/* §3.4 */
 };
@@ -108,7 +108,8 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     }
 
     PyThreadState *tstate = _PyThreadState_GET();
-    int entered = _PySecret_Enter(tstate);
+    _PySecretCall call;
+    int entered = _PySecret_ENTER(tstate, &call);
     PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
     const char *kind = res != NULL ? deferred_kind(res) : NULL;
     if (kind != NULL) {
@@ -133,7 +134,8 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         }
     }
     if (entered) {
-        _PySecret_Leave(tstate);
+        /* Last: erases the C stack below this frame and the registers. */
+        _PySecret_LEAVE(tstate, &call);
     }
     return res;
 }

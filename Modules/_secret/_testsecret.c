@@ -1,0 +1,547 @@
+/* _testsecret: helpers for the runtimesecret tests. Only tests import it.
+ *
+ * A pattern is an 8-byte value P the test chooses at run time. The helpers
+ * plant P (in registers, deep in the C stack) and look for it right after
+ * a call returns, before Python code can overwrite what was left.
+ * They never keep P anywhere but where they plant it and the caller's
+ * bytes object: looking is done below their own frame.
+ */
+
+#ifndef Py_BUILD_CORE_BUILTIN
+#  define Py_BUILD_CORE_MODULE 1
+#endif
+
+#include "Python.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/time.h>           // setitimer()
+#include <unistd.h>
+#if defined(__x86_64__)
+#  include <cpuid.h>
+#endif
+
+static int
+get_pattern(PyObject *obj, uint64_t *p)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (view.len != 8) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "pattern must be 8 bytes");
+        return -1;
+    }
+    memcpy(p, view.buf, 8);
+    PyBuffer_Release(&view);
+    if (*p == 0) {
+        PyErr_SetString(PyExc_ValueError, "pattern must not be zero");
+        return -1;
+    }
+    return 0;
+}
+
+/* --- the C stack ----------------------------------------------------- */
+
+/* Keeps the compiler from dropping stores to a buffer. */
+static void __attribute__((noinline))
+opaque(volatile void *p)
+{
+    __asm__ volatile ("" : : "r" (p) : "memory");
+}
+
+static int __attribute__((noinline))
+write_frames(uint64_t p, Py_ssize_t remaining, int raise)
+{
+    /* One ~1 KiB frame full of P, then the next one deeper. */
+    volatile uint64_t buf[120];
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(buf); i++) {
+        buf[i] = p;
+    }
+    opaque(buf);
+    if (remaining > (Py_ssize_t)sizeof(buf)) {
+        return write_frames(p, remaining - sizeof(buf), raise) + 1;
+    }
+    if (raise) {
+        PyErr_SetString(PyExc_RuntimeError, "raised from deep C frames");
+        return -1000000;
+    }
+    return 1;
+}
+
+static PyObject *
+write_stack_pattern(PyObject *module, PyObject *args)
+{
+    PyObject *pat;
+    Py_ssize_t nbytes;
+    int raise = 0;
+    uint64_t p;
+    if (!PyArg_ParseTuple(args, "On|p", &pat, &nbytes, &raise)) {
+        return NULL;
+    }
+    if (get_pattern(pat, &p) < 0) {
+        return NULL;
+    }
+    int frames = write_frames(p, nbytes, raise);
+    p = 0;
+    if (frames < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(frames);
+}
+
+static int
+stack_bounds(char **lo, char **hi)
+{
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) {
+        return -1;
+    }
+    int r = pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        return -1;
+    }
+    *lo = addr;
+    *hi = (char *)addr + size;
+    return 0;
+}
+
+/* Count 8-byte-aligned copies of p in the resident pages of [lo, hi),
+ * without faulting any page in. */
+static Py_ssize_t
+count_resident(char *lo, char *hi, uint64_t p)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    Py_ssize_t count = 0;
+    char *page = (char *)((uintptr_t)lo & ~(uintptr_t)(ps - 1));
+    for (; page < hi; page += ps) {
+        unsigned char vec;
+        if (mincore(page, ps, &vec) != 0 || !(vec & 1)) {
+            continue;
+        }
+        char *a = page < lo ? lo : page;
+        char *b = page + ps > hi ? hi : page + ps;
+        a = (char *)(((uintptr_t)a + 7) & ~(uintptr_t)7);
+        for (; a + 8 <= b; a += 8) {
+            if (*(volatile uint64_t *)a == p) {
+                count++;
+            }
+        }
+    }
+    return count;
+}
+
+static Py_ssize_t __attribute__((noinline))
+count_in_stack_below_here(uint64_t p)
+{
+    char *lo, *hi;
+    if (stack_bounds(&lo, &hi) < 0) {
+        return -1;
+    }
+    char here;
+    /* Below this frame (and the red zone): what callees left. */
+    return count_resident(lo, (char *)((uintptr_t)&here - 256), p);
+}
+
+PyDoc_STRVAR(call_and_scan_doc,
+"call_and_scan(pattern, func, *args) -> (result or exception, count)\n\n"
+"Call func(*args), then count copies of pattern in this thread's stack\n"
+"below the caller's frame, before anything else runs.");
+
+static PyObject *
+call_and_scan(PyObject *module, PyObject *args)
+{
+    uint64_t p;
+    if (PyTuple_GET_SIZE(args) < 2) {
+        PyErr_SetString(PyExc_TypeError, "call_and_scan(pattern, func, *args)");
+        return NULL;
+    }
+    if (get_pattern(PyTuple_GET_ITEM(args, 0), &p) < 0) {
+        return NULL;
+    }
+    PyObject *rest = PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args));
+    if (rest == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_Call(PyTuple_GET_ITEM(args, 1), rest, NULL);
+    Py_DECREF(rest);
+    Py_ssize_t count = count_in_stack_below_here(p);
+    p = 0;
+    if (res == NULL) {
+        res = PyErr_GetRaisedException();
+    }
+    return Py_BuildValue("Nn", res, count);
+}
+
+static PyObject *
+stack_info(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    char *lo, *hi;
+    char here;
+    if (stack_bounds(&lo, &hi) < 0) {
+        PyErr_SetString(PyExc_OSError, "pthread_getattr_np failed");
+        return NULL;
+    }
+    return Py_BuildValue("KKK", (unsigned long long)(uintptr_t)lo,
+                         (unsigned long long)(uintptr_t)hi,
+                         (unsigned long long)(uintptr_t)&here);
+}
+
+static PyObject *
+altstack_info(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) != 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (ss.ss_flags & SS_DISABLE) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("KK", (unsigned long long)(uintptr_t)ss.ss_sp,
+                         (unsigned long long)ss.ss_size);
+}
+
+static PyObject *
+frame_stack_info(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    /* The dead part of the current frame-stack chunk: [top, limit). */
+    PyThreadState *tstate = PyThreadState_Get();
+    return Py_BuildValue("KK",
+                         (unsigned long long)(uintptr_t)tstate->datastack_top,
+                         (unsigned long long)(uintptr_t)tstate->datastack_limit);
+}
+
+static PyObject *
+count_in_range(PyObject *module, PyObject *args)
+{
+    unsigned long long addr, size;
+    PyObject *pat;
+    uint64_t p;
+    if (!PyArg_ParseTuple(args, "KKO", &addr, &size, &pat)
+        || get_pattern(pat, &p) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = count_resident((char *)(uintptr_t)addr,
+                                  (char *)(uintptr_t)(addr + size), p);
+    p = 0;
+    return PyLong_FromSsize_t(n);
+}
+
+/* --- registers (x86-64) ---------------------------------------------- */
+
+#if defined(__x86_64__)
+/* 0: SSE, 1: AVX, 2: AVX-512 (F+BW for 64-bit opmasks). */
+static int
+vector_kind(void)
+{
+    unsigned int a, b, c, d, lo, hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)
+        || !(c & bit_AVX)) {
+        return 0;
+    }
+    __asm__ volatile ("xgetbv" : "=a" (lo), "=d" (hi) : "c" (0));
+    if ((lo & 0x6) != 0x6) {
+        return 0;
+    }
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX512F)
+        && (b & bit_AVX512BW) && (lo & 0xe6) == 0xe6) {
+        return 2;
+    }
+    return 1;
+}
+
+#define NGPR 8
+static const char *gpr_names[NGPR] = {
+    "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11"
+};
+
+/* Registers right after a call: the caller-saved general registers but
+ * rax (the result), the FXSAVE image (x87 st0-7 and xmm0-15), and
+ * ymm0-15 or zmm0-31 and k0-k7. */
+static struct {
+    uint64_t gpr[NGPR];
+    unsigned char fx[512] __attribute__((aligned(64)));
+    unsigned char vec[32][64] __attribute__((aligned(64)));
+    uint64_t k[8];
+} dump;
+
+static PyObject *
+fill_registers(PyObject *module, PyObject *pat)
+{
+    uint64_t p;
+    if (get_pattern(pat, &p) < 0) {
+        return NULL;
+    }
+    int kind = vector_kind();
+    /* An 80-bit x87 value whose 64-bit mantissa is P. */
+    struct { uint64_t m; uint16_t e; } __attribute__((packed)) x87 = {p, 0x3fff};
+    __asm__ volatile (
+        "movq %0, %%xmm0\n\t"
+        "punpcklqdq %%xmm0, %%xmm0\n\t"
+        "movdqa %%xmm0, %%xmm1\n\t  movdqa %%xmm0, %%xmm2\n\t"
+        "movdqa %%xmm0, %%xmm3\n\t  movdqa %%xmm0, %%xmm4\n\t"
+        "movdqa %%xmm0, %%xmm5\n\t  movdqa %%xmm0, %%xmm6\n\t"
+        "movdqa %%xmm0, %%xmm7\n\t  movdqa %%xmm0, %%xmm8\n\t"
+        "movdqa %%xmm0, %%xmm9\n\t  movdqa %%xmm0, %%xmm10\n\t"
+        "movdqa %%xmm0, %%xmm11\n\t movdqa %%xmm0, %%xmm12\n\t"
+        "movdqa %%xmm0, %%xmm13\n\t movdqa %%xmm0, %%xmm14\n\t"
+        "movdqa %%xmm0, %%xmm15\n\t"
+        : : "r" (p) : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
+          "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+          "xmm13", "xmm14", "xmm15");
+    if (kind >= 1) {
+        __asm__ volatile (
+            "vmovq %0, %%xmm0\n\t"
+            "vpbroadcastq %%xmm0, %%ymm0\n\t"
+            "vmovdqa %%ymm0, %%ymm1\n\t  vmovdqa %%ymm0, %%ymm2\n\t"
+            "vmovdqa %%ymm0, %%ymm3\n\t  vmovdqa %%ymm0, %%ymm4\n\t"
+            "vmovdqa %%ymm0, %%ymm5\n\t  vmovdqa %%ymm0, %%ymm6\n\t"
+            "vmovdqa %%ymm0, %%ymm7\n\t  vmovdqa %%ymm0, %%ymm8\n\t"
+            "vmovdqa %%ymm0, %%ymm9\n\t  vmovdqa %%ymm0, %%ymm10\n\t"
+            "vmovdqa %%ymm0, %%ymm11\n\t vmovdqa %%ymm0, %%ymm12\n\t"
+            "vmovdqa %%ymm0, %%ymm13\n\t vmovdqa %%ymm0, %%ymm14\n\t"
+            "vmovdqa %%ymm0, %%ymm15\n\t"
+            : : "r" (p) : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
+              "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+              "xmm13", "xmm14", "xmm15");
+    }
+    if (kind == 2) {
+        __asm__ volatile (
+            "vpbroadcastq %0, %%zmm0\n\t"
+            "vmovdqa64 %%zmm0, %%zmm1\n\t  vmovdqa64 %%zmm0, %%zmm2\n\t"
+            "vmovdqa64 %%zmm0, %%zmm3\n\t  vmovdqa64 %%zmm0, %%zmm4\n\t"
+            "vmovdqa64 %%zmm0, %%zmm5\n\t  vmovdqa64 %%zmm0, %%zmm6\n\t"
+            "vmovdqa64 %%zmm0, %%zmm7\n\t  vmovdqa64 %%zmm0, %%zmm8\n\t"
+            "vmovdqa64 %%zmm0, %%zmm9\n\t  vmovdqa64 %%zmm0, %%zmm10\n\t"
+            "vmovdqa64 %%zmm0, %%zmm11\n\t vmovdqa64 %%zmm0, %%zmm12\n\t"
+            "vmovdqa64 %%zmm0, %%zmm13\n\t vmovdqa64 %%zmm0, %%zmm14\n\t"
+            "vmovdqa64 %%zmm0, %%zmm15\n\t vmovdqa64 %%zmm0, %%zmm16\n\t"
+            "vmovdqa64 %%zmm0, %%zmm17\n\t vmovdqa64 %%zmm0, %%zmm18\n\t"
+            "vmovdqa64 %%zmm0, %%zmm19\n\t vmovdqa64 %%zmm0, %%zmm20\n\t"
+            "vmovdqa64 %%zmm0, %%zmm21\n\t vmovdqa64 %%zmm0, %%zmm22\n\t"
+            "vmovdqa64 %%zmm0, %%zmm23\n\t vmovdqa64 %%zmm0, %%zmm24\n\t"
+            "vmovdqa64 %%zmm0, %%zmm25\n\t vmovdqa64 %%zmm0, %%zmm26\n\t"
+            "vmovdqa64 %%zmm0, %%zmm27\n\t vmovdqa64 %%zmm0, %%zmm28\n\t"
+            "vmovdqa64 %%zmm0, %%zmm29\n\t vmovdqa64 %%zmm0, %%zmm30\n\t"
+            "vmovdqa64 %%zmm0, %%zmm31\n\t"
+            "kmovq %0, %%k0\n\t kmovq %0, %%k1\n\t kmovq %0, %%k2\n\t"
+            "kmovq %0, %%k3\n\t kmovq %0, %%k4\n\t kmovq %0, %%k5\n\t"
+            "kmovq %0, %%k6\n\t kmovq %0, %%k7\n\t"
+            : : "r" (p) : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
+              "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+              "xmm13", "xmm14", "xmm15");
+        /* zmm16-31 and k0-7 are not in the clobber list: the compiler
+         * cannot name them without -mavx512f, and never uses them then. */
+    }
+    /* x87: load P into all eight registers, then pop them all (the ABI
+     * wants the x87 stack empty); the registers keep P. */
+    __asm__ volatile (
+        "fldt %0\n\t fldt %0\n\t fldt %0\n\t fldt %0\n\t"
+        "fldt %0\n\t fldt %0\n\t fldt %0\n\t fldt %0\n\t"
+        "fstp %%st(0)\n\t fstp %%st(0)\n\t fstp %%st(0)\n\t fstp %%st(0)\n\t"
+        "fstp %%st(0)\n\t fstp %%st(0)\n\t fstp %%st(0)\n\t fstp %%st(0)\n\t"
+        : : "m" (x87));
+    /* Last, the general registers; the compiler may not use them after. */
+    __asm__ volatile (
+        "movq %0, %%rcx\n\t movq %0, %%rdx\n\t movq %0, %%rsi\n\t"
+        "movq %0, %%rdi\n\t movq %0, %%r8\n\t movq %0, %%r9\n\t"
+        "movq %0, %%r10\n\t movq %0, %%r11\n\t"
+        : : "m" (p) : "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+    return Py_NewRef(Py_None);
+}
+
+PyDoc_STRVAR(call_and_dump_doc,
+"call_and_dump(func, *args) -> (result or exception, {register: bytes})\n\n"
+"Call func(*args) and dump the registers right after it returns.");
+
+static PyObject *
+call_and_dump(PyObject *module, PyObject *args)
+{
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "call_and_dump(func, *args)");
+        return NULL;
+    }
+    int kind = vector_kind();
+    PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
+    if (rest == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_Call(PyTuple_GET_ITEM(args, 0), rest, NULL);
+    /* General registers: the first thing after the call (the vector ones
+     * survive a few instructions). */
+    __asm__ volatile (
+        "movq %%rcx, 0(%0)\n\t movq %%rdx, 8(%0)\n\t movq %%rsi, 16(%0)\n\t"
+        "movq %%rdi, 24(%0)\n\t movq %%r8, 32(%0)\n\t movq %%r9, 40(%0)\n\t"
+        "movq %%r10, 48(%0)\n\t movq %%r11, 56(%0)\n\t"
+        "fxsave64 (%1)\n\t"
+        : : "r" (dump.gpr), "r" (dump.fx) : "memory");
+    if (kind == 2) {
+        __asm__ volatile (
+            "vmovdqu64 %%zmm0, 0(%0)\n\t vmovdqu64 %%zmm1, 64(%0)\n\t"
+            "vmovdqu64 %%zmm2, 128(%0)\n\t vmovdqu64 %%zmm3, 192(%0)\n\t"
+            "vmovdqu64 %%zmm4, 256(%0)\n\t vmovdqu64 %%zmm5, 320(%0)\n\t"
+            "vmovdqu64 %%zmm6, 384(%0)\n\t vmovdqu64 %%zmm7, 448(%0)\n\t"
+            "vmovdqu64 %%zmm8, 512(%0)\n\t vmovdqu64 %%zmm9, 576(%0)\n\t"
+            "vmovdqu64 %%zmm10, 640(%0)\n\t vmovdqu64 %%zmm11, 704(%0)\n\t"
+            "vmovdqu64 %%zmm12, 768(%0)\n\t vmovdqu64 %%zmm13, 832(%0)\n\t"
+            "vmovdqu64 %%zmm14, 896(%0)\n\t vmovdqu64 %%zmm15, 960(%0)\n\t"
+            "vmovdqu64 %%zmm16, 1024(%0)\n\t vmovdqu64 %%zmm17, 1088(%0)\n\t"
+            "vmovdqu64 %%zmm18, 1152(%0)\n\t vmovdqu64 %%zmm19, 1216(%0)\n\t"
+            "vmovdqu64 %%zmm20, 1280(%0)\n\t vmovdqu64 %%zmm21, 1344(%0)\n\t"
+            "vmovdqu64 %%zmm22, 1408(%0)\n\t vmovdqu64 %%zmm23, 1472(%0)\n\t"
+            "vmovdqu64 %%zmm24, 1536(%0)\n\t vmovdqu64 %%zmm25, 1600(%0)\n\t"
+            "vmovdqu64 %%zmm26, 1664(%0)\n\t vmovdqu64 %%zmm27, 1728(%0)\n\t"
+            "vmovdqu64 %%zmm28, 1792(%0)\n\t vmovdqu64 %%zmm29, 1856(%0)\n\t"
+            "vmovdqu64 %%zmm30, 1920(%0)\n\t vmovdqu64 %%zmm31, 1984(%0)\n\t"
+            "kmovq %%k0, 0(%1)\n\t kmovq %%k1, 8(%1)\n\t kmovq %%k2, 16(%1)\n\t"
+            "kmovq %%k3, 24(%1)\n\t kmovq %%k4, 32(%1)\n\t kmovq %%k5, 40(%1)\n\t"
+            "kmovq %%k6, 48(%1)\n\t kmovq %%k7, 56(%1)\n\t"
+            : : "r" (dump.vec), "r" (dump.k) : "memory");
+    }
+    else if (kind == 1) {
+        __asm__ volatile (
+            "vmovdqu %%ymm0, 0(%0)\n\t vmovdqu %%ymm1, 64(%0)\n\t"
+            "vmovdqu %%ymm2, 128(%0)\n\t vmovdqu %%ymm3, 192(%0)\n\t"
+            "vmovdqu %%ymm4, 256(%0)\n\t vmovdqu %%ymm5, 320(%0)\n\t"
+            "vmovdqu %%ymm6, 384(%0)\n\t vmovdqu %%ymm7, 448(%0)\n\t"
+            "vmovdqu %%ymm8, 512(%0)\n\t vmovdqu %%ymm9, 576(%0)\n\t"
+            "vmovdqu %%ymm10, 640(%0)\n\t vmovdqu %%ymm11, 704(%0)\n\t"
+            "vmovdqu %%ymm12, 768(%0)\n\t vmovdqu %%ymm13, 832(%0)\n\t"
+            "vmovdqu %%ymm14, 896(%0)\n\t vmovdqu %%ymm15, 960(%0)\n\t"
+            : : "r" (dump.vec) : "memory");
+    }
+    if (res == NULL) {
+        res = PyErr_GetRaisedException();
+    }
+    PyObject *regs = PyDict_New();
+    if (regs == NULL) {
+        goto error;
+    }
+#define ADD(name, ptr, n) do { \
+        PyObject *b = PyBytes_FromStringAndSize((const char *)(ptr), (n)); \
+        if (b == NULL || PyDict_SetItemString(regs, (name), b) < 0) { \
+            Py_XDECREF(b); \
+            goto error; \
+        } \
+        Py_DECREF(b); \
+    } while (0)
+    char name[16];
+    for (int i = 0; i < NGPR; i++) {
+        ADD(gpr_names[i], &dump.gpr[i], 8);
+    }
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof(name), "st%d", i);
+        ADD(name, dump.fx + 32 + 16 * i, 10);
+    }
+    int nvec = kind == 2 ? 32 : 16;
+    int width = kind == 2 ? 64 : kind == 1 ? 32 : 16;
+    for (int i = 0; i < nvec; i++) {
+        snprintf(name, sizeof(name), "%s%d",
+                 kind == 2 ? "zmm" : kind == 1 ? "ymm" : "xmm", i);
+        if (kind == 0) {
+            ADD(name, dump.fx + 160 + 16 * i, 16);
+        }
+        else {
+            ADD(name, dump.vec[i], width);
+        }
+    }
+    if (kind == 2) {
+        for (int i = 0; i < 8; i++) {
+            snprintf(name, sizeof(name), "k%d", i);
+            ADD(name, &dump.k[i], 8);
+        }
+    }
+#undef ADD
+    /* The dump held the pattern: leave no copy of it here. */
+    explicit_bzero(&dump, sizeof(dump));
+    return Py_BuildValue("NN", res, regs);
+
+error:
+    explicit_bzero(&dump, sizeof(dump));
+    Py_XDECREF(res);
+    Py_XDECREF(regs);
+    return NULL;
+}
+
+PyDoc_STRVAR(spin_with_pattern_doc,
+"spin_with_pattern(pattern, iterations)\n\n"
+"Spin with pattern in vector and general registers, so that a signal\n"
+"delivered meanwhile saves it in its frame; then stop ITIMER_REAL.");
+
+static PyObject *
+spin_with_pattern(PyObject *module, PyObject *args)
+{
+    PyObject *pat;
+    unsigned long long n;
+    uint64_t p;
+    if (!PyArg_ParseTuple(args, "OK", &pat, &n) || get_pattern(pat, &p) < 0) {
+        return NULL;
+    }
+    __asm__ volatile (
+        "movq %1, %%xmm0\n\t"
+        "punpcklqdq %%xmm0, %%xmm0\n\t"
+        "movdqa %%xmm0, %%xmm1\n\t"
+        "movq %1, %%r8\n\t movq %1, %%r9\n\t"
+        "1:\n\t"
+        "decq %0\n\t"
+        "jnz 1b\n\t"
+        : "+r" (n) : "m" (p) : "xmm0", "xmm1", "r8", "r9", "cc");
+    /* Stop the test's interval timer while the registers still hold P, so
+     * the last signal frame saved them. */
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    p = 0;
+    Py_RETURN_NONE;
+}
+#endif  /* __x86_64__ */
+
+static PyMethodDef testsecret_methods[] = {
+    {"write_stack_pattern", write_stack_pattern, METH_VARARGS,
+     "write_stack_pattern(pattern, nbytes, raise_=False): write pattern into "
+     "~1 KiB C frames down to nbytes deep"},
+    {"call_and_scan", call_and_scan, METH_VARARGS, call_and_scan_doc},
+    {"stack_info", stack_info, METH_NOARGS,
+     "stack_info() -> (low, high, sp) of this thread's stack"},
+    {"altstack_info", altstack_info, METH_NOARGS,
+     "altstack_info() -> (sp, size) of the alternate signal stack, or None"},
+    {"frame_stack_info", frame_stack_info, METH_NOARGS,
+     "frame_stack_info() -> (top, limit) of the current frame-stack chunk"},
+    {"count_in_range", count_in_range, METH_VARARGS,
+     "count_in_range(addr, size, pattern): copies in resident pages"},
+#if defined(__x86_64__)
+    {"fill_registers", fill_registers, METH_O,
+     "fill_registers(pattern): load pattern into every register class"},
+    {"call_and_dump", call_and_dump, METH_VARARGS, call_and_dump_doc},
+    {"spin_with_pattern", spin_with_pattern, METH_VARARGS,
+     spin_with_pattern_doc},
+#endif
+    {NULL, NULL, 0, NULL}
+};
+
+static PyModuleDef_Slot testsecret_slots[] = {
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+    {0, NULL}
+};
+
+static struct PyModuleDef testsecret_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_testsecret",
+    .m_doc = "Test helpers of the runtimesecret experiment.",
+    .m_size = 0,
+    .m_methods = testsecret_methods,
+    .m_slots = testsecret_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__testsecret(void)
+{
+    return PyModuleDef_Init(&testsecret_module);
+}

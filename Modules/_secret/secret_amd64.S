@@ -1,0 +1,133 @@
+/* runtimesecret experiment: stack and register erasure, Linux x86-64.
+ *
+ * Both routines are leaves that use no stack beyond their own return
+ * address, so they can zero the stack right below it: the erasure never
+ * runs in a frame that is being erased.
+ */
+#if defined(__x86_64__) && defined(__linux__)
+
+        .text
+
+/* char *_PySecret_ZeroBelow(size_t n)
+ * Zero the n bytes below this routine's return address and return their
+ * lowest address. Called on entry to secret.do(): gives a window of known
+ * zeros whose first non-zero byte at exit tells how deep func went. */
+        .globl  _PySecret_ZeroBelow
+        .hidden _PySecret_ZeroBelow
+        .type   _PySecret_ZeroBelow, @function
+        .p2align 4
+_PySecret_ZeroBelow:
+        .cfi_startproc
+        endbr64
+        movq    %rdi, %rcx
+        movq    %rsp, %rdi
+        subq    %rcx, %rdi
+        movq    %rdi, %rdx          /* the result: rsp - n */
+        xorl    %eax, %eax
+        cld
+        rep stosb
+        movq    %rdx, %rax
+        ret
+        .cfi_endproc
+        .size   _PySecret_ZeroBelow, .-_PySecret_ZeroBelow
+
+/* void _PySecret_EraseStack(void *low, int vector)
+ * Zero [low, return address slot) of the stack, then every caller-saved
+ * register: vector registers first (vector: 0 = SSE, 1 = AVX, 2 = AVX-512),
+ * so a signal frame pushed while the stack is being zeroed holds nothing
+ * of func's; then x87/MMX, then the general registers and the flags. */
+        .globl  _PySecret_EraseStack
+        .hidden _PySecret_EraseStack
+        .type   _PySecret_EraseStack, @function
+        .p2align 4
+_PySecret_EraseStack:
+        .cfi_startproc
+        endbr64
+        cmpl    $1, %esi
+        jb      .Lsse
+        vzeroall                    /* ymm0-15 (and zmm0-15 bits 511:0) */
+        cmpl    $2, %esi
+        jb      .Lx87
+        vpxord  %zmm16, %zmm16, %zmm16
+        vpxord  %zmm17, %zmm17, %zmm17
+        vpxord  %zmm18, %zmm18, %zmm18
+        vpxord  %zmm19, %zmm19, %zmm19
+        vpxord  %zmm20, %zmm20, %zmm20
+        vpxord  %zmm21, %zmm21, %zmm21
+        vpxord  %zmm22, %zmm22, %zmm22
+        vpxord  %zmm23, %zmm23, %zmm23
+        vpxord  %zmm24, %zmm24, %zmm24
+        vpxord  %zmm25, %zmm25, %zmm25
+        vpxord  %zmm26, %zmm26, %zmm26
+        vpxord  %zmm27, %zmm27, %zmm27
+        vpxord  %zmm28, %zmm28, %zmm28
+        vpxord  %zmm29, %zmm29, %zmm29
+        vpxord  %zmm30, %zmm30, %zmm30
+        vpxord  %zmm31, %zmm31, %zmm31
+        kxorw   %k0, %k0, %k0
+        kxorw   %k1, %k1, %k1
+        kxorw   %k2, %k2, %k2
+        kxorw   %k3, %k3, %k3
+        kxorw   %k4, %k4, %k4
+        kxorw   %k5, %k5, %k5
+        kxorw   %k6, %k6, %k6
+        kxorw   %k7, %k7, %k7
+        jmp     .Lx87
+.Lsse:
+        pxor    %xmm0, %xmm0
+        pxor    %xmm1, %xmm1
+        pxor    %xmm2, %xmm2
+        pxor    %xmm3, %xmm3
+        pxor    %xmm4, %xmm4
+        pxor    %xmm5, %xmm5
+        pxor    %xmm6, %xmm6
+        pxor    %xmm7, %xmm7
+        pxor    %xmm8, %xmm8
+        pxor    %xmm9, %xmm9
+        pxor    %xmm10, %xmm10
+        pxor    %xmm11, %xmm11
+        pxor    %xmm12, %xmm12
+        pxor    %xmm13, %xmm13
+        pxor    %xmm14, %xmm14
+        pxor    %xmm15, %xmm15
+.Lx87:
+        /* fninit only marks st0-7 empty; load zeros into all eight physical
+         * registers (MMX aliases them), then reset the x87 state. */
+        fninit
+        fldz
+        fldz
+        fldz
+        fldz
+        fldz
+        fldz
+        fldz
+        fldz
+        fninit
+        /* The stack: [low, rsp). */
+        movq    %rsp, %rcx
+        subq    %rdi, %rcx
+        jbe     .Lregs
+        xorl    %eax, %eax
+        cld
+        rep stosb
+.Lregs:
+        xorl    %eax, %eax
+        xorl    %ecx, %ecx
+        xorl    %edx, %edx
+        xorl    %esi, %esi
+        xorl    %edi, %edi
+        xorl    %r8d, %r8d
+        xorl    %r9d, %r9d
+        xorl    %r10d, %r10d
+        xorl    %r11d, %r11d
+        pushq   $0                  /* clear the flags (CF..OF, DF, AC) */
+        popfq
+        ret
+        .cfi_endproc
+        .size   _PySecret_EraseStack, .-_PySecret_EraseStack
+
+#endif
+
+#if defined(__linux__) && defined(__ELF__)
+        .section .note.GNU-stack, "", %progbits
+#endif

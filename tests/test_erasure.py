@@ -1,0 +1,281 @@
+"""Stack, signal-frame, frame-stack and register erasure (spec §3.1-§3.3).
+
+Each test plants a random 8-byte pattern (os.urandom, never a literal) with
+_testsecret, then looks for it right after the call returns: the control
+(no secret.do) must find it, else the test proves nothing; the protected
+run (inside secret.do) must find none.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import secret
+
+_testsecret = pytest.importorskip("_testsecret")
+T = _testsecret
+
+X86_64 = platform.machine() == "x86_64"
+needs_x86 = pytest.mark.skipif(not X86_64, reason="x86-64 register helpers")
+
+
+@pytest.fixture
+def pattern():
+    p = os.urandom(8)
+    while b"\0" in p:
+        p = os.urandom(8)
+    return p
+
+
+# --- C stack -------------------------------------------------------------
+
+SIZES = [1024, 16 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024]
+
+
+@pytest.mark.parametrize("nbytes", SIZES)
+def test_stack_pattern_is_erased(pattern, nbytes):
+    _, control = T.call_and_scan(pattern, T.write_stack_pattern, pattern,
+                                 nbytes)
+    assert control > 0
+    _, protected = T.call_and_scan(pattern, secret.do, T.write_stack_pattern,
+                                   pattern, nbytes)
+    assert protected == 0
+
+
+def test_stack_erased_after_deeper_then_shallower_calls(pattern):
+    # The window adapts; a shallow call after a deep one is still exact.
+    for n in (1024 * 1024, 1024, 64 * 1024, 2048):
+        _, protected = T.call_and_scan(pattern, secret.do,
+                                       T.write_stack_pattern, pattern, n)
+        assert protected == 0, n
+
+
+def test_stack_in_thread_with_64_mib_stack(pattern):
+    out = {}
+
+    def body():
+        for n in (16 * 1024, 1024 * 1024):
+            out["control", n] = T.call_and_scan(
+                pattern, T.write_stack_pattern, pattern, n)[1]
+            out["protected", n] = T.call_and_scan(
+                pattern, secret.do, T.write_stack_pattern, pattern, n)[1]
+
+    old = threading.stack_size(64 << 20)
+    try:
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    assert out["control", 16 * 1024] > 0
+    assert out["control", 1024 * 1024] > 0
+    assert out["protected", 16 * 1024] == 0
+    assert out["protected", 1024 * 1024] == 0
+
+
+def test_exception_from_deep_c_frames(pattern):
+    exc, control = T.call_and_scan(pattern, T.write_stack_pattern, pattern,
+                                   64 * 1024, True)
+    assert isinstance(exc, RuntimeError) and control > 0
+    exc, protected = T.call_and_scan(pattern, secret.do,
+                                     T.write_stack_pattern, pattern,
+                                     64 * 1024, True)
+    assert isinstance(exc, RuntimeError)
+    assert protected == 0
+
+
+def deep_python_then_c(pattern, depth):
+    if depth:
+        return deep_python_then_c(pattern, depth - 1)
+    return T.write_stack_pattern(pattern, 32 * 1024)
+
+
+def test_deep_python_recursion(pattern):
+    _, control = T.call_and_scan(pattern, deep_python_then_c, pattern, 300)
+    assert control > 0
+    _, protected = T.call_and_scan(pattern, secret.do, deep_python_then_c,
+                                   pattern, 300)
+    assert protected == 0
+
+
+def test_deep_c_recursion_json_dumps(pattern):
+    # Nested json.dumps recurses in C (_json's encoder); the pattern is
+    # written from the deepest level (its `default` callback), below all
+    # those C frames.
+    import json
+
+    class Leaf:
+        pass
+
+    def default(obj):
+        T.write_stack_pattern(pattern, 16 * 1024)
+        return None
+
+    def dumps():
+        doc = Leaf()
+        for _ in range(300):
+            doc = [doc]
+        return json.dumps(doc, default=default)
+
+    _, control = T.call_and_scan(pattern, dumps)
+    assert control > 0
+    _, protected = T.call_and_scan(pattern, secret.do, dumps)
+    assert protected == 0
+
+
+# --- registers ---------------------------------------------------------------
+
+@needs_x86
+def test_registers_are_erased(pattern):
+    _, control = T.call_and_dump(T.fill_registers, pattern)
+    found = sorted(r for r, v in control.items() if pattern in v)
+    # The vector, x87 and most general registers still hold it.
+    assert any(r.startswith(("xmm", "ymm", "zmm")) for r in found), found
+    assert any(r.startswith("st") for r in found), found
+    _, protected = T.call_and_dump(secret.do, T.fill_registers, pattern)
+    assert [r for r, v in protected.items() if pattern in v] == []
+
+
+@needs_x86
+def test_registers_erased_when_func_raises(pattern):
+    def f():
+        T.fill_registers(pattern)
+        raise KeyError("x")
+
+    exc, regs = T.call_and_dump(secret.do, f)
+    assert isinstance(exc, KeyError)
+    assert [r for r, v in regs.items() if pattern in v] == []
+
+
+@needs_x86
+def test_avx512_is_covered_where_present():
+    _, regs = T.call_and_dump(len, "")
+    flags = open("/proc/cpuinfo").read()
+    if " avx512bw" in flags and " avx512f" in flags:
+        assert "zmm31" in regs and "k7" in regs
+    else:
+        pytest.skip("no AVX-512 on this CPU")
+
+
+# --- interpreter frame stack -------------------------------------------------
+
+def test_frame_stack_is_erased(pattern):
+    # func's Python frames hold pointers to its objects in the frame stack
+    # (spec §3.3); after they return, those frames are dead memory above
+    # the top of the current chunk. Look for the object's address there.
+    holder = bytearray(pattern)
+    needle = id(holder).to_bytes(8, sys.byteorder)
+
+    def recurse(n, obj):
+        x = y = z = obj  # noqa: F841 (locals in the frame)
+        return recurse(n - 1, obj) if n else 0
+
+    def dead_frames():
+        top, limit = T.frame_stack_info()
+        return T.count_in_range(top, limit - top, needle)
+
+    recurse(10, holder)
+    assert dead_frames() > 0  # control
+    secret.do(recurse, 10, holder)
+    assert dead_frames() == 0
+
+
+# --- signals and the alternate signal stack ------------------------------
+
+SIGNAL_CHILD = r"""
+import faulthandler, os, signal, sys
+import secret, _testsecret as T
+P = bytes.fromhex(sys.stdin.readline().strip())
+mode, alt = sys.argv[1], sys.argv[2] == "alt"
+if alt:
+    faulthandler.enable()
+hits = []
+signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
+
+def spin():
+    signal.setitimer(signal.ITIMER_REAL, 0.00005, 0.00005)
+    T.spin_with_pattern(P, 200_000_000)
+
+if mode == "control":
+    _, stack = T.call_and_scan(P, spin)
+else:
+    _, stack = T.call_and_scan(P, secret.do, spin)
+a = T.altstack_info()
+altc = T.count_in_range(a[0], a[1], P) if a else -1
+print(len(hits), stack, altc)
+"""
+
+
+def run_signal_child(mode, where, pattern):
+    r = subprocess.run([sys.executable, "-c", SIGNAL_CHILD, mode, where],
+                       input=pattern.hex() + "\n", capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    hits, stack, alt = map(int, r.stdout.split())
+    assert hits > 0
+    return stack, alt
+
+
+@needs_x86
+def test_signal_frames_on_alternate_stack(pattern):
+    stack, alt = run_signal_child("control", "alt", pattern)
+    assert alt > 0
+    stack, alt = run_signal_child("protected", "alt", pattern)
+    assert (stack, alt) == (0, 0)
+
+
+@needs_x86
+def test_signal_frames_on_thread_stack(pattern):
+    stack, alt = run_signal_child("control", "noalt", pattern)
+    assert stack > 0 and alt == -1
+    stack, alt = run_signal_child("protected", "noalt", pattern)
+    assert stack == 0
+
+
+# --- threads that inherited secret mode ----------------------------------
+
+def test_inherited_thread_stack_erased_at_exit(pattern):
+    info = {}
+
+    def child():
+        info["bounds"] = T.stack_info()
+        T.write_stack_pattern(pattern, 200 * 1024)
+
+    def start_and_join():
+        t = threading.Thread(target=child)
+        t.start()
+        t.join()
+
+    start_and_join()
+    lo, hi, _ = info["bounds"]
+    assert T.count_in_range(lo, hi - lo, pattern) > 0  # control
+    secret.do(start_and_join)
+    lo, hi, _ = info["bounds"]
+    assert T.count_in_range(lo, hi - lo, pattern) == 0
+
+
+# --- KeyboardInterrupt and SystemExit ------------------------------------
+
+def test_keyboard_interrupt_and_system_exit(pattern):
+    import signal
+
+    def interrupted():
+        T.write_stack_pattern(pattern, 64 * 1024)
+        signal.raise_signal(signal.SIGINT)
+        for _ in range(1000):
+            pass
+
+    def exits():
+        T.write_stack_pattern(pattern, 64 * 1024)
+        sys.exit(1)
+
+    for func, exc in ((interrupted, KeyboardInterrupt), (exits, SystemExit)):
+        got, control = T.call_and_scan(pattern, func)
+        assert isinstance(got, exc) and control > 0
+        got, protected = T.call_and_scan(pattern, secret.do, func)
+        assert isinstance(got, exc)
+        assert protected == 0

@@ -279,3 +279,44 @@ def test_keyboard_interrupt_and_system_exit(pattern):
         got, protected = T.call_and_scan(pattern, secret.do, func)
         assert isinstance(got, exc)
         assert protected == 0
+
+
+# --- cost follows the depth used ------------------------------------------
+
+def rss_of_mapping(addr):
+    """Resident KiB of the mapping that holds addr (/proc/self/smaps)."""
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5:
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                inside = lo <= addr < hi
+            elif inside and head[0] == "Rss:":
+                return int(head[1])
+    raise AssertionError("no mapping holds %#x" % addr)
+
+
+def test_untouched_stack_pages_are_not_faulted_in(pattern):
+    # A thread with a 64 MiB stack: erasing after do() touches only what
+    # func used, even after a deep (1 MiB) call escalated below the window.
+    out = {}
+
+    def body():
+        lo, hi, sp = T.stack_info()
+        for n in (16 * 1024, 1024 * 1024, 16 * 1024):
+            T.call_and_scan(pattern, secret.do, T.write_stack_pattern,
+                            pattern, n)
+            out[n] = rss_of_mapping(sp)
+        out["size"] = (hi - lo) // 1024
+
+    old = threading.stack_size(64 << 20)
+    try:
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    assert out["size"] >= 64 * 1024
+    # ~1 MiB used (plus the interpreter's own frames), far from 64 MiB.
+    assert out[1024 * 1024] < 2 * 1024, out

@@ -38,7 +38,7 @@
 #  endif
 #endif
 
-#define WINDOW_MIN (8 * 1024)
+#define WINDOW_MIN (4 * 1024)
 #define WINDOW_MAX (256 * 1024)
 /* Stop looking for deeper stack use after this many untouched bytes: more
  * than any single frame's untouched locals. */
@@ -176,40 +176,65 @@ zero_resident_below(char *below, size_t gap_max)
     }
 }
 
+/* The next window: the depth used plus half again (so a slightly deeper
+ * call does not escalate), rounded to 1 KiB; it shrinks by half at most
+ * per call, so a thread whose calls alternate shallow and deep keeps a
+ * window that fits the deep ones. */
 static size_t
 adapt_window(size_t window, size_t used)
 {
-    size_t want = ((used * 2 + 4095) / 4096) * 4096;
-    if (want > window) {
-        return want < WINDOW_MAX ? want : WINDOW_MAX;
+    size_t want = ((used + used / 2 + 1023) / 1024) * 1024;
+    if (want > WINDOW_MAX) {
+        want = WINDOW_MAX;
     }
-    size_t half = window / 2;
-    if (want < half) {
-        want = half;
+    if (want < window / 2) {
+        want = window / 2;
     }
     return want > WINDOW_MIN ? want : WINDOW_MIN;
 }
 
-/* The alternate signal stack: a handler that ran on it during func left a
- * frame (func's registers) at its top. It is looked up at every exit (one
- * system call, ~90 ns here): func may have installed it. */
+/* The alternate signal stack, cached per thread: the kernel is asked again
+ * only when faulthandler (the only code in CPython that installs one)
+ * changed it since (altstack_generation). */
+static int altstack_generation = 1;
+static _Py_thread_local int altstack_seen;
+static _Py_thread_local char *altstack_sp;
+static _Py_thread_local size_t altstack_size;
+
+void
+_PySecret_AltStackChanged(void)
+{
+    _Py_atomic_add_int(&altstack_generation, 1);
+}
+
+/* A handler that ran on the alternate stack during func left a frame
+ * (func's registers) at its top: zero the used part. */
 static void
 erase_altstack(void)
 {
-    stack_t ss;
-    if (sigaltstack(NULL, &ss) != 0 || (ss.ss_flags & SS_DISABLE)
-        || ss.ss_sp == NULL || ss.ss_size < 64)
-    {
+    int gen = _Py_atomic_load_int_relaxed(&altstack_generation);
+    if (altstack_seen != gen) {
+        stack_t ss;
+        altstack_sp = NULL;
+        if (sigaltstack(NULL, &ss) == 0 && !(ss.ss_flags & SS_DISABLE)
+            && ss.ss_sp != NULL && ss.ss_size >= 64)
+        {
+            altstack_sp = (char *)(((uintptr_t)ss.ss_sp + 7) & ~(uintptr_t)7);
+            altstack_size = (ss.ss_size - (altstack_sp - (char *)ss.ss_sp))
+                            & ~(size_t)63;
+        }
+        altstack_seen = gen;
+    }
+    if (altstack_sp == NULL) {
         return;
     }
-    char *sp = (char *)(((uintptr_t)ss.ss_sp + 7) & ~(uintptr_t)7);
-    size_t size = (ss.ss_size - (sp - (char *)ss.ss_sp)) & ~(size_t)63;
-    char *top = sp + size;
-    size_t probe = size < ALTSTACK_PROBE ? size : ALTSTACK_PROBE;
+    char *top = altstack_sp + altstack_size;
+    size_t probe = altstack_size < ALTSTACK_PROBE ? altstack_size
+                                                  : ALTSTACK_PROBE;
     if (is_zero(top - probe, probe)) {
         return;
     }
-    char *p = first_nonzero(sp, top);
+    char *p = first_nonzero(altstack_sp, top);
     explicit_bzero(p, top - p);
 }
 

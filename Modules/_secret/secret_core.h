@@ -103,6 +103,10 @@ extern void *_PySecret_ThreadExitPrepare(void);
 #  define _PySecret_THREAD_EXIT() ((void)0)
 #endif
 
+/* faulthandler installed or removed the calling thread's alternate signal
+ * stack (Modules/faulthandler.c): the cached one is stale. */
+extern void _PySecret_AltStackChanged(void);
+
 /* Before a chunk of the interpreter frame stack is freed (Python/pystate.c):
  * in secret mode its frames are zeroed first (spec §3.3). */
 static inline void

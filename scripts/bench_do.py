@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""pyperf benchmarks of secret.do()'s cost (spec §4; issue 5's numbers).
+
+Run with the experiment interpreter's bench venv (scripts/bench.sh makes
+it):  python scripts/bench_do.py -o out.json [pyperf options]
+
+Each pair is the same work with and without secret.do, in one run:
+- noop: the fixed cost, in the main thread and in threads whose stacks are
+  256 KiB and 64 MiB (the cost must not follow the stack's size);
+- stack-N: func writes N KiB of C stack (the cost follows the depth used);
+- hmac, aesgcm: one real key operation.
+"""
+
+import hmac
+import os
+import threading
+import time
+
+import pyperf
+
+import secret
+
+try:
+    import _testsecret
+except ImportError:
+    _testsecret = None
+
+
+def noop():
+    return None
+
+
+def in_thread(stack_size, loops, func, *args):
+    """Time `loops` calls of func(*args) in a new thread with the given
+    stack size."""
+    result = []
+
+    def body():
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            func(*args)
+        result.append(time.perf_counter() - t0)
+
+    old = threading.stack_size(stack_size)
+    try:
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    return result[0]
+
+
+def timed(func, *args):
+    def time_func(loops):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            func(*args)
+        return time.perf_counter() - t0
+    return time_func
+
+
+def main():
+    runner = pyperf.Runner()
+    runner.metadata["description"] = "secret.do() cost"
+
+    runner.bench_time_func("noop", timed(noop))
+    runner.bench_time_func("do(noop)", timed(secret.do, noop))
+    for size, label in ((256 << 10, "256k"), (64 << 20, "64m")):
+        runner.bench_time_func(
+            "noop thread-%s" % label,
+            lambda loops, s=size: in_thread(s, loops, noop))
+        runner.bench_time_func(
+            "do(noop) thread-%s" % label,
+            lambda loops, s=size: in_thread(s, loops, secret.do, noop))
+
+    if _testsecret is not None:
+        p = os.urandom(8).replace(b"\0", b"\1")
+        for kib in (16, 64, 256):
+            w = _testsecret.write_stack_pattern
+            runner.bench_time_func("stack-%dk" % kib, timed(w, p, kib << 10))
+            runner.bench_time_func("do(stack-%dk)" % kib,
+                                   timed(secret.do, w, p, kib << 10))
+
+    key, msg = os.urandom(32), os.urandom(64)
+    runner.bench_time_func("hmac", timed(hmac.digest, key, msg, "sha256"))
+    runner.bench_time_func("do(hmac)",
+                           timed(secret.do, hmac.digest, key, msg, "sha256"))
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:
+        return
+    nonce = os.urandom(12)
+    aes = AESGCM(key)
+    ct = aes.encrypt(nonce, msg, None)
+    runner.bench_time_func("aesgcm", timed(aes.decrypt, nonce, ct, None))
+    runner.bench_time_func("do(aesgcm)",
+                           timed(secret.do, aes.decrypt, nonce, ct, None))
+
+
+if __name__ == "__main__":
+    main()

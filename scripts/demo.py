@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Show the main job: the experiment interpreter has a working `secret`
-module, the pristine one has none. Run by `./run build` after each build.
+module, the pristine one has none, and what a memory scrape finds after a
+few scenarios on each. Run by `./run build` after each build.
 
   demo.py [--install-root cpython-build/install]
 """
@@ -11,6 +12,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENARIOS = ["str_processing", "json_config", "bytearray_growth",
+             "deep_stack", "signals", "live"]
 
 PROBE = r"""
 import platform, sysconfig
@@ -48,6 +51,16 @@ def main():
         for line in (r.stdout + r.stderr).splitlines():
             print("    " + line)
         ok &= r.returncode == 0
+    # The residue scanner on a handful of scenarios: where copies of a
+    # random secret remain after the work, without and with secret.do.
+    print("\nresidue (scripts/residue.py -s %s):" % ",".join(SCENARIOS))
+    r = subprocess.run([sys.executable,
+                        os.path.join(ROOT, "scripts", "residue.py"),
+                        "-s", ",".join(SCENARIOS)],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                       text=True)
+    sys.stdout.write(r.stdout)
+    ok &= r.returncode == 0
     if a.stamp:
         open(a.stamp, "w").close()
     return 0 if ok else 1

@@ -31,6 +31,17 @@ def pattern():
     return p
 
 
+def run_in_thread(stack_size, body):
+    """Run body() in a new thread whose stack is stack_size bytes."""
+    old = threading.stack_size(stack_size)
+    try:
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+
+
 # --- C stack -------------------------------------------------------------
 
 SIZES = [1024, 16 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024]
@@ -64,13 +75,7 @@ def test_stack_in_thread_with_64_mib_stack(pattern):
             out["protected", n] = T.call_and_scan(
                 pattern, secret.do, T.write_stack_pattern, pattern, n)[1]
 
-    old = threading.stack_size(64 << 20)
-    try:
-        t = threading.Thread(target=body)
-        t.start()
-        t.join()
-    finally:
-        threading.stack_size(old)
+    run_in_thread(64 << 20, body)
     assert out["control", 16 * 1024] > 0
     assert out["control", 1024 * 1024] > 0
     assert out["protected", 16 * 1024] == 0
@@ -310,13 +315,42 @@ def test_untouched_stack_pages_are_not_faulted_in(pattern):
             out[n] = rss_of_mapping(sp)
         out["size"] = (hi - lo) // 1024
 
-    old = threading.stack_size(64 << 20)
-    try:
-        t = threading.Thread(target=body)
-        t.start()
-        t.join()
-    finally:
-        threading.stack_size(old)
+    run_in_thread(64 << 20, body)
     assert out["size"] >= 64 * 1024
     # ~1 MiB used (plus the interpreter's own frames), far from 64 MiB.
     assert out[1024 * 1024] < 2 * 1024, out
+
+
+# --- never zero outside the thread's own stack -------------------------------
+
+def test_threads_started_in_do_survive_their_neighbours_exit():
+    # Thread stacks lie next to each other; the erasure at a secret thread's
+    # end must stop at its own stack (the one below holds another thread's
+    # TLS). This crashed before the floor was enforced.
+    code = "\n".join([
+        "import secret, threading",
+        "def work():",
+        "    ts = [threading.Thread(target=lambda: None) for i in range(4)]",
+        "    for t in ts: t.start()",
+        "    for t in ts: t.join()",
+        "for _ in range(100):",
+        "    secret.do(work)",
+        "print('ok')",
+    ])
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, timeout=120)
+    assert (r.returncode, r.stdout.strip()) == (0, "ok"), r.stderr[-2000:]
+
+
+def test_small_thread_stack_after_deep_call(pattern):
+    # A 128 KiB thread stack: a deep call grows the window, and the next
+    # calls must clamp it to the stack that is left.
+    out = []
+
+    def body():
+        for n in (100 * 1024, 1024, 90 * 1024, 0):
+            out.append(T.call_and_scan(pattern, secret.do,
+                                       T.write_stack_pattern, pattern, n)[1])
+
+    run_in_thread(128 << 10, body)
+    assert out == [0, 0, 0, 0]

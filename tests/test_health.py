@@ -9,9 +9,12 @@ import venv
 import pytest
 
 # The regression tests of the files and APIs the series changes: the thread
-# state and threads, sys, the C API, sysconfig (PY_EXPERIMENTS).
+# state and threads, sys, the C API, sysconfig (PY_EXPERIMENTS), the frame
+# stack (frames, generators), faulthandler and signals (alternate stack),
+# the cyclic GC.
 REGRTESTS = ["test_sys", "test_threading", "test_thread", "test_capi",
-             "test_sysconfig"]
+             "test_sysconfig", "test_faulthandler", "test_signal",
+             "test_gc", "test_generators", "test_frame"]
 
 
 def test_cpython_regrtests_pass():

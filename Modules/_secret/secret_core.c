@@ -57,6 +57,35 @@ static _Py_thread_local size_t thread_window;
 
 static size_t page_size;
 
+/* The lowest address of this thread's stack (pthread_getattr_np, looked up
+ * once per thread), plus a page of margin: no zeroing ever goes below it,
+ * so it never reaches the guard page or the mapping below (another
+ * thread's stack, whose top holds that thread's TLS). */
+static _Py_thread_local char *thread_floor;
+
+static char *
+stack_floor(void)
+{
+    if (thread_floor == NULL) {
+        pthread_attr_t attr;
+        void *addr = NULL;
+        size_t size = 0;
+        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+            if (pthread_attr_getstack(&attr, &addr, &size) != 0) {
+                addr = NULL;
+            }
+            pthread_attr_destroy(&attr);
+        }
+        char here;
+        if (addr == NULL || (char *)addr >= &here) {
+            /* Unknown: allow nothing below the minimum window. */
+            addr = (char *)((uintptr_t)&here - 2 * WINDOW_MIN);
+        }
+        thread_floor = (char *)addr + 4096;
+    }
+    return thread_floor;
+}
+
 void
 _PySecret_Zero(void *p, size_t n)
 {
@@ -129,48 +158,51 @@ first_nonzero(char *p, char *end)
     return p;
 }
 
-/* Zero the resident pages below `below` (page-aligned), going down until
- * the stack mapping ends or gap_max bytes in a row were never touched.
- * mincore() tells residency without faulting pages in. */
+/* Zero the resident pages in [floor, below) (below page-aligned), going
+ * down until the mapping ends, the floor is reached, or gap_max bytes in a
+ * row were never touched. mincore() tells residency without faulting pages
+ * in. */
 static void
-zero_resident_below(char *below, size_t gap_max)
+zero_resident_below(char *below, char *floor, size_t gap_max)
 {
     enum { BATCH = 64 };
     unsigned char vec[BATCH];
     size_t gap = 0;
     char *hi = below;
-    while (gap < gap_max && (uintptr_t)hi > BATCH * page_size) {
+    floor = (char *)(((uintptr_t)floor + page_size - 1)
+                     & ~(uintptr_t)(page_size - 1));
+    int last = 0;
+    while (!last && hi > floor) {
         size_t n = BATCH;
+        if ((size_t)(hi - floor) < n * page_size) {
+            n = (hi - floor) / page_size;
+        }
         char *lo = hi - n * page_size;
         if (mincore(lo, n * page_size, vec) != 0) {
-            /* Part of the batch is not mapped: find where the mapping
-             * ends, one page at a time. */
-            for (n = 0; n < BATCH; n++) {
-                if (mincore(hi - (n + 1) * page_size, page_size,
-                            &vec[BATCH - 1 - n]) != 0) {
-                    break;
-                }
+            /* Part of the range is not mapped: take the pages down to
+             * where the mapping ends, then stop. */
+            size_t mapped = 0;
+            while (mapped < n
+                   && mincore(hi - (mapped + 1) * page_size, page_size,
+                              &vec[n - 1 - mapped]) == 0) {
+                mapped++;
             }
-            if (n == 0) {
+            if (mapped == 0) {
                 return;
             }
-            memmove(vec, &vec[BATCH - n], n);
+            memmove(vec, &vec[n - mapped], mapped);
+            n = mapped;
             lo = hi - n * page_size;
+            last = 1;
         }
         for (size_t i = n; i-- > 0;) {
             if (vec[i] & 1) {
                 explicit_bzero(lo + i * page_size, page_size);
                 gap = 0;
             }
-            else {
-                gap += page_size;
-                if (gap >= gap_max) {
-                    return;
-                }
+            else if ((gap += page_size) >= gap_max) {
+                return;
             }
-        }
-        if (n < BATCH) {
-            return;  /* the mapping ended */
         }
         hi = lo;
     }
@@ -259,7 +291,12 @@ _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
     if (thread_window == 0) {
         thread_window = WINDOW_MIN;
     }
-    call->window = thread_window;
+    /* Never zero below the thread's stack (a thread with a small stack
+     * after a deep call elsewhere). */
+    char here;
+    size_t avail = (uintptr_t)&here - (uintptr_t)stack_floor();
+    avail = avail > 1024 ? (avail - 1024) & ~(size_t)15 : 0;
+    call->window = thread_window < avail ? thread_window : avail;
     call->window_low = NULL;
     return 1;
 #else
@@ -282,12 +319,14 @@ _PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
     char *low = call->window_low;
     char *top = low + call->window;
     size_t used;
-    if (!is_zero(low, 64)) {
+    /* A window clamped below WINDOW_MIN reaches the stack's floor: nothing
+     * can lie below it. */
+    if (call->window >= WINDOW_MIN && !is_zero(low, 64)) {
         /* func went at least to the window's bottom: zero what it may have
-         * used below, from here (far above it). */
+         * used below, from here (this frame is far above it). */
         char *page = (char *)((uintptr_t)low & ~(uintptr_t)(page_size - 1));
         explicit_bzero(page, low - page);
-        zero_resident_below(page, GAP_MAX);
+        zero_resident_below(page, stack_floor(), GAP_MAX);
         used = WINDOW_MAX;
     }
     else {
@@ -328,8 +367,12 @@ _PySecret_ThreadExitPrepare(void)
      * the caller, to _PySecret_EraseStack(). */
     char here;
     char *sp = (char *)((uintptr_t)&here & ~(uintptr_t)(page_size - 1));
+    char *floor = stack_floor();
     char *low = sp - 16 * page_size;
-    zero_resident_below(low, SIZE_MAX);
+    if (low < floor) {
+        low = floor;
+    }
+    zero_resident_below(low, floor, SIZE_MAX);
     erase_altstack();
     return low;
 }

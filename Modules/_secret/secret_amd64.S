@@ -8,28 +8,30 @@
 
         .text
 
-/* char *_PySecret_ZeroBelow(size_t n)
- * Zero the n bytes below this routine's return address and return their
- * lowest address. Called on entry to secret.do(): gives a window of known
- * zeros whose first non-zero byte at exit tells how deep func went. */
-        .globl  _PySecret_ZeroBelow
-        .hidden _PySecret_ZeroBelow
-        .type   _PySecret_ZeroBelow, @function
+/* char *_PySecret_MarkBelow(size_t n)
+ * Zero the 64 bytes n bytes below this routine's return address (the
+ * window's bottom: func reaching it means it may have gone deeper) and
+ * return their address. */
+        .globl  _PySecret_MarkBelow
+        .hidden _PySecret_MarkBelow
+        .type   _PySecret_MarkBelow, @function
         .p2align 4
-_PySecret_ZeroBelow:
+_PySecret_MarkBelow:
         .cfi_startproc
         endbr64
-        movq    %rdi, %rcx
-        movq    %rsp, %rdi
-        subq    %rcx, %rdi
-        movq    %rdi, %rdx          /* the result: rsp - n */
-        xorl    %eax, %eax
-        cld
-        rep stosb
-        movq    %rdx, %rax
+        movq    %rsp, %rax
+        subq    %rdi, %rax
+        movq    $0, 0(%rax)
+        movq    $0, 8(%rax)
+        movq    $0, 16(%rax)
+        movq    $0, 24(%rax)
+        movq    $0, 32(%rax)
+        movq    $0, 40(%rax)
+        movq    $0, 48(%rax)
+        movq    $0, 56(%rax)
         ret
         .cfi_endproc
-        .size   _PySecret_ZeroBelow, .-_PySecret_ZeroBelow
+        .size   _PySecret_MarkBelow, .-_PySecret_MarkBelow
 
 /* void _PySecret_EraseStack(void *low, int vector)
  * Zero [low, return address slot) of the stack, then every caller-saved

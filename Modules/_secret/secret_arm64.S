@@ -9,28 +9,27 @@
         .arch   armv8-a+sve
         .text
 
-/* char *_PySecret_ZeroBelow(size_t n)
- * Zero the n bytes (rounded up to 16) below sp and return their lowest
+/* char *_PySecret_MarkBelow(size_t n)
+ * Zero the 64 bytes n (rounded up to 16) bytes below sp and return their
  * address. */
-        .globl  _PySecret_ZeroBelow
-        .hidden _PySecret_ZeroBelow
-        .type   _PySecret_ZeroBelow, %function
+        .globl  _PySecret_MarkBelow
+        .hidden _PySecret_MarkBelow
+        .type   _PySecret_MarkBelow, %function
         .p2align 4
-_PySecret_ZeroBelow:
+_PySecret_MarkBelow:
         .cfi_startproc
         hint    #34                 /* bti c */
         add     x0, x0, #15
         and     x0, x0, #~15
         mov     x1, sp
         sub     x0, x1, x0
-        mov     x2, x0
-1:      cmp     x2, x1
-        b.hs    2f
-        stp     xzr, xzr, [x2], #16
-        b       1b
-2:      ret
+        stp     xzr, xzr, [x0]
+        stp     xzr, xzr, [x0, #16]
+        stp     xzr, xzr, [x0, #32]
+        stp     xzr, xzr, [x0, #48]
+        ret
         .cfi_endproc
-        .size   _PySecret_ZeroBelow, .-_PySecret_ZeroBelow
+        .size   _PySecret_MarkBelow, .-_PySecret_MarkBelow
 
 /* void _PySecret_EraseStack(void *low, int vector)
  * Zero [low, sp), then x0-x17, v0-v31 (and, when vector is 1, the SVE

@@ -145,12 +145,21 @@ is_zero(const char *p, size_t n)
     return acc == 0;
 }
 
-/* The lowest non-zero 8-byte word in [p, end), or end. */
+/* The lowest non-zero 8-byte word in [p, end), or end. Whole 512-byte
+ * blocks first (a loop the compiler vectorizes), then words. */
 static char *
 first_nonzero(char *p, char *end)
 {
-    while (p + 64 <= end && is_zero(p, 64)) {
-        p += 64;
+    while (p + 512 <= end) {
+        const uint64_t *w = (const uint64_t *)p;
+        uint64_t acc = 0;
+        for (int i = 0; i < 64; i++) {
+            acc |= w[i];
+        }
+        if (acc != 0) {
+            break;
+        }
+        p += 512;
     }
     while (p < end && *(uint64_t *)p == 0) {
         p += 8;
@@ -208,14 +217,14 @@ zero_resident_below(char *below, char *floor, size_t gap_max)
     }
 }
 
-/* The next window: the depth used plus half again (so a slightly deeper
- * call does not escalate), rounded to 1 KiB; it shrinks by half at most
+/* The next window: the depth used plus a quarter and 1 KiB (so a slightly
+ * deeper call does not escalate), rounded to 1 KiB; it shrinks by half at most
  * per call, so a thread whose calls alternate shallow and deep keeps a
  * window that fits the deep ones. */
 static size_t
 adapt_window(size_t window, size_t used)
 {
-    size_t want = ((used + used / 2 + 1023) / 1024) * 1024;
+    size_t want = ((used + used / 4 + 2047) / 1024) * 1024;
     if (want > WINDOW_MAX) {
         want = WINDOW_MAX;
     }

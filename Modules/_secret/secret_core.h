@@ -36,13 +36,13 @@ _PySecret_IsEnabled(PyThreadState *tstate)
 
 /* One secret.do() call, kept in do's own C frame. */
 typedef struct {
-    char *window_low;   /* lowest byte of the stack window zeroed on entry */
+    char *window_low;   /* the stack window's bottom, zeroed on entry */
     size_t window;      /* its size */
 } _PySecretCall;
 
 /* Assembly (secret_amd64.S, secret_arm64.S): leaves that use no stack, so
  * they may zero the stack right below their caller's frame. */
-extern char *_PySecret_ZeroBelow(size_t n);
+extern char *_PySecret_MarkBelow(size_t n);
 extern void _PySecret_EraseStack(void *low, int vector);
 /* The vector register file to erase, detected once (see secret_core.c). */
 extern int _PySecret_vector;
@@ -62,7 +62,7 @@ extern void *_PySecret_Leave(PyThreadState *tstate, _PySecretCall *call);
  * that frame is what they zero. */
 #  define _PySecret_ENTER(tstate, call) \
     (_PySecret_Enter((tstate), (call)) \
-     ? ((call)->window_low = _PySecret_ZeroBelow((call)->window), 1) : 0)
+     ? ((call)->window_low = _PySecret_MarkBelow((call)->window), 1) : 0)
 #  define _PySecret_LEAVE(tstate, call) \
     do { \
         /* Registers first: a signal frame pushed from here on holds \

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern char *_PySecret_ZeroBelow(size_t n);
+extern char *_PySecret_MarkBelow(size_t n);
 extern void _PySecret_EraseStack(void *low, int vector);
 
 static void __attribute__((noinline))
@@ -42,11 +42,13 @@ main(int argc, char **argv)
     int vector = argc > 2 ? atoi(argv[2]) : 0;  /* 1: SVE (aarch64) */
     int failed = 0;
 
-    /* ZeroBelow: a window of zeros below the caller. */
-    char *low = _PySecret_ZeroBelow(16384);
+    /* MarkBelow: zeroes the 64 bytes n below the caller's frame. */
     char here;
-    if (count_below(low, low + 8192, 0) != 1024) {
-        printf("ZeroBelow: window not zero\n");
+    plant(p, 32768);
+    char *mark = _PySecret_MarkBelow(16384);
+    if (count_below(mark, mark + 64, 0) != 8 || mark > &here - 16384
+        || mark < &here - 16384 - 256) {
+        printf("MarkBelow: wrong place or not zeroed\n");
         failed = 1;
     }
     /* Control: plant leaves the pattern below this frame. */

@@ -6,13 +6,14 @@
  *
  * At each do() exit (spec §3.1-§3.3):
  * - registers: secret_amd64.S / secret_arm64.S, first and last;
- * - C stack: on entry do() zeroes a window below its frame; at exit the
- *   lowest non-zero byte of the window is the deepest point func wrote, and
- *   everything from there up to do's frame is zeroed. When func reached the
- *   window's bottom, the resident pages below it are zeroed too, down to the
- *   end of the stack mapping or a gap of GAP_MAX untouched bytes (pages func
- *   never touched are never faulted in). The window adapts to the depth the
- *   thread's do() calls use, so the cost follows the depth actually used;
+ * - C stack: do() watches a window below its frame. On entry it zeroes the
+ *   window's bottom; at exit everything from the window's lowest non-zero
+ *   byte up to do's frame is zeroed. When func reached the window's bottom,
+ *   the resident pages below it are zeroed too, down to the end of the
+ *   thread's stack or a gap of GAP_MAX untouched bytes (pages func never
+ *   touched are never faulted in). The window adapts to the depth the
+ *   thread's do() calls use, so the cost follows the depth actually used
+ *   (docs/erasure.md);
  * - signal frames: those on the thread stack are part of the stack above;
  *   the used part of the thread's alternate signal stack is zeroed;
  * - interpreter frame stack: the current chunk above the top, and chunks
@@ -51,9 +52,8 @@ int _PySecret_vector = 0;
 /* A thread started in secret mode. Thread-local, not in the thread state:
  * _PySecret_ThreadExitPrepare() runs after the thread state is deleted. */
 static _Py_thread_local int thread_is_secret;
-/* Size of the stack window zeroed on do() entry (0: not set yet). */
+/* Size of the stack window do() watches (0: not set yet). */
 static _Py_thread_local size_t thread_window;
-/* The thread's alternate signal stack, looked up at its first do(). */
 
 static size_t page_size;
 
@@ -300,8 +300,8 @@ _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
     if (thread_window == 0) {
         thread_window = WINDOW_MIN;
     }
-    /* Never zero below the thread's stack (a thread with a small stack
-     * after a deep call elsewhere). */
+    /* The window never reaches below the thread's stack (a thread with a
+     * small stack, after a deep call). */
     char here;
     size_t avail = (uintptr_t)&here - (uintptr_t)stack_floor();
     avail = avail > 1024 ? (avail - 1024) & ~(size_t)15 : 0;

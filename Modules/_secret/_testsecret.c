@@ -502,7 +502,130 @@ spin_with_pattern(PyObject *module, PyObject *args)
 }
 #endif  /* __x86_64__ */
 
+/* --- the heap ------------------------------------------------------- */
+
+/* A block of the raw, mem or obj domain holding a copy of data; returns
+ * its address. The caller frees it with free_block(). */
+static PyObject *
+alloc_block(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "sy*", &domain, &data)) {
+        return NULL;
+    }
+    size_t n = data.len > 0 ? (size_t)data.len : 1;
+    void *p;
+    if (strcmp(domain, "raw") == 0) {
+        p = PyMem_RawMalloc(n);
+    }
+    else if (strcmp(domain, "mem") == 0) {
+        p = PyMem_Malloc(n);
+    }
+    else if (strcmp(domain, "obj") == 0) {
+        p = PyObject_Malloc(n);
+    }
+    else {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "domain: raw, mem or obj");
+        return NULL;
+    }
+    if (p == NULL) {
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
+    memcpy(p, data.buf, data.len);
+    PyBuffer_Release(&data);
+    return PyLong_FromVoidPtr(p);
+}
+
+/* realloc_block(domain, addr, n) -> new address (the old one is gone). */
+static PyObject *
+realloc_block(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    PyObject *addr;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "sOn", &domain, &addr, &n)) {
+        return NULL;
+    }
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    void *q;
+    if (strcmp(domain, "raw") == 0) {
+        q = PyMem_RawRealloc(p, n);
+    }
+    else if (strcmp(domain, "mem") == 0) {
+        q = PyMem_Realloc(p, n);
+    }
+    else {
+        q = PyObject_Realloc(p, n);
+    }
+    if (q == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(q);
+}
+
+static PyObject *
+free_block(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    PyObject *addr;
+    if (!PyArg_ParseTuple(args, "sO", &domain, &addr)) {
+        return NULL;
+    }
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (strcmp(domain, "raw") == 0) {
+        PyMem_RawFree(p);
+    }
+    else if (strcmp(domain, "mem") == 0) {
+        PyMem_Free(p);
+    }
+    else {
+        PyObject_Free(p);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Address of the data of a bytes, bytearray, str (compact) or list. */
+static PyObject *
+buffer_address(PyObject *module, PyObject *obj)
+{
+    void *p;
+    if (PyBytes_Check(obj)) {
+        p = PyBytes_AS_STRING(obj);
+    }
+    else if (PyByteArray_Check(obj)) {
+        p = PyByteArray_AS_STRING(obj);
+    }
+    else if (PyUnicode_Check(obj)) {
+        p = PyUnicode_DATA(obj);
+    }
+    else if (PyList_Check(obj)) {
+        p = ((PyListObject *)obj)->ob_item;
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "bytes, bytearray, str or list");
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(p);
+}
+
 static PyMethodDef testsecret_methods[] = {
+    {"alloc_block", alloc_block, METH_VARARGS,
+     "alloc_block(domain, data) -> address of a raw/mem/obj block holding data"},
+    {"realloc_block", realloc_block, METH_VARARGS,
+     "realloc_block(domain, address, n) -> new address"},
+    {"free_block", free_block, METH_VARARGS,
+     "free_block(domain, address): free a block from alloc_block()"},
+    {"buffer_address", buffer_address, METH_O,
+     "buffer_address(obj) -> address of the data of bytes/bytearray/str/list"},
     {"write_stack_pattern", write_stack_pattern, METH_VARARGS,
      "write_stack_pattern(pattern, nbytes, raise_=False): write pattern into "
      "~1 KiB C frames down to nbytes deep"},

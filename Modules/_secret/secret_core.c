@@ -129,32 +129,73 @@ first_nonzero(char *p, char *end)
     return p;
 }
 
+/* The lowest address of the calling thread's stack (its mapping may be
+ * followed by other mappings: other threads' stacks, frame-stack chunks),
+ * looked up once per thread; NULL if unknown. */
+static _Py_thread_local char *thread_stack_low;
+static _Py_thread_local int thread_stack_known;
+
+static char *
+stack_floor(void)
+{
+    if (!thread_stack_known) {
+        pthread_attr_t attr;
+        void *addr = NULL;
+        size_t size = 0;
+        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+            if (pthread_attr_getstack(&attr, &addr, &size) != 0) {
+                addr = NULL;
+            }
+            pthread_attr_destroy(&attr);
+        }
+        thread_stack_low = (char *)addr;
+        thread_stack_known = 1;
+    }
+    return thread_stack_low;
+}
+
 /* Zero the resident pages below `below` (page-aligned), going down until
- * the stack mapping ends or gap_max bytes in a row were never touched.
+ * the stack mapping ends, the thread's stack ends (floor, if not NULL) or
+ * gap_max bytes in a row were never touched. Never below floor: the
+ * mappings under a thread's stack belong to others (a cached stack's
+ * thread descriptor, another thread's frame stack).
  * mincore() tells residency without faulting pages in. */
 static void
-zero_resident_below(char *below, size_t gap_max)
+zero_resident_below(char *below, size_t gap_max, char *floor)
 {
     enum { BATCH = 64 };
     unsigned char vec[BATCH];
     size_t gap = 0;
     char *hi = below;
     while (gap < gap_max && (uintptr_t)hi > BATCH * page_size) {
-        size_t n = BATCH;
+        size_t want = BATCH;
+        if (floor != NULL) {
+            if (hi <= floor) {
+                return;
+            }
+            size_t avail = (size_t)(hi - floor) / page_size;
+            if (avail < want) {
+                want = avail;
+            }
+            if (want == 0) {
+                return;
+            }
+        }
+        size_t n = want;
         char *lo = hi - n * page_size;
         if (mincore(lo, n * page_size, vec) != 0) {
             /* Part of the batch is not mapped: find where the mapping
              * ends, one page at a time. */
-            for (n = 0; n < BATCH; n++) {
+            for (n = 0; n < want; n++) {
                 if (mincore(hi - (n + 1) * page_size, page_size,
-                            &vec[BATCH - 1 - n]) != 0) {
+                            &vec[want - 1 - n]) != 0) {
                     break;
                 }
             }
             if (n == 0) {
                 return;
             }
-            memmove(vec, &vec[BATCH - n], n);
+            memmove(vec, &vec[want - n], n);
             lo = hi - n * page_size;
         }
         for (size_t i = n; i-- > 0;) {
@@ -170,7 +211,7 @@ zero_resident_below(char *below, size_t gap_max)
             }
         }
         if (n < BATCH) {
-            return;  /* the mapping ended */
+            return;  /* the mapping or the thread's stack ended */
         }
         hi = lo;
     }
@@ -256,6 +297,10 @@ _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
 #if _PySecret_SUPPORTED
     init_once();
     ((_PyThreadStateImpl *)tstate)->secret.depth++;
+#  if _Py_SECRET_HEAP
+    /* From here on this thread allocates in the secret heap. */
+    _PySecret_tls.mode++;
+#  endif
     if (thread_window == 0) {
         thread_window = WINDOW_MIN;
     }
@@ -275,6 +320,9 @@ _PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
     _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
     assert(ts->secret.depth > 0);
     ts->secret.depth--;
+#if _Py_SECRET_HEAP
+    _PySecret_tls.mode--;
+#endif
 
     erase_frame_stack(tstate);
     erase_altstack();
@@ -287,7 +335,7 @@ _PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
          * used below, from here (far above it). */
         char *page = (char *)((uintptr_t)low & ~(uintptr_t)(page_size - 1));
         explicit_bzero(page, low - page);
-        zero_resident_below(page, GAP_MAX);
+        zero_resident_below(page, GAP_MAX, stack_floor());
         used = WINDOW_MAX;
     }
     else {
@@ -312,12 +360,19 @@ _PySecret_ThreadStart(PyThreadState *tstate)
     thread_is_secret = ((_PyThreadStateImpl *)tstate)->secret.inherited;
     if (thread_is_secret) {
         init_once();
+#if _Py_SECRET_HEAP
+        /* Inherited secret mode: the thread allocates secretly for life
+           (the heap was reserved by the do() that started it). */
+        _PySecret_tls.mode = 1;
+#endif
     }
 }
 
 void *
 _PySecret_ThreadExitPrepare(void)
 {
+    /* Every thread that owns a secret heap hands it back. */
+    _PySecretHeap_ThreadDone();
     if (!_PySecret_SUPPORTED || !thread_is_secret) {
         return NULL;
     }
@@ -329,7 +384,7 @@ _PySecret_ThreadExitPrepare(void)
     char here;
     char *sp = (char *)((uintptr_t)&here & ~(uintptr_t)(page_size - 1));
     char *low = sp - 16 * page_size;
-    zero_resident_below(low, SIZE_MAX);
+    zero_resident_below(low, SIZE_MAX, stack_floor());
     erase_altstack();
     return low;
 }

@@ -22,8 +22,8 @@ static const struct {
     {"c_stack", 1},             /* §3.2 */
     {"signal_frames", 1},       /* §3.2 */
     {"frame_stack", 1},         /* §3.3 */
-    {"heap", 0},                /* §3.4 */
-    {"no_core_dump_or_swap", 0},/* §3.4 */
+    {"heap", 0},                /* §3.4: free lists, exit GC pending */
+    {"no_core_dump_or_swap", 1},/* §3.4: secret blocks; see heap_info() */
 };
 
 /* Close an object whose body would run after do() returned, while still in
@@ -108,6 +108,9 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     }
 
     PyThreadState *tstate = _PyThreadState_GET();
+    if (_PySecretHeap_EnsureReserved() < 0) {
+        return NULL;
+    }
     _PySecretCall call;
     int entered = _PySecret_ENTER(tstate, &call);
     PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
@@ -193,12 +196,31 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
     return dict;
 }
 
+PyDoc_STRVAR(secret_heap_info_doc,
+"heap_info($module, /)\n"
+"--\n"
+"\n"
+"Return a dict describing the secret heap, where every block allocated in\n"
+"secret mode lives and is zeroed when freed: reserved, base, committed\n"
+"(resident bytes), live_bytes, live_blocks, zeroed_bytes, allocations,\n"
+"frees, exhausted (failed allocations), locked (mlock granted),\n"
+"locked_bytes, lock_limit (RLIMIT_MEMLOCK, -1 = unlimited), lock_error,\n"
+"dontdump (excluded from core dumps), threads (owning a secret heap).\n"
+"All zero before the first secret.do() and in fallback mode.");
+
+static PyObject *
+secret_heap_info(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return _PySecretHeap_Info();
+}
+
 static PyMethodDef secret_methods[] = {
     {"do", _PyCFunction_CAST(secret_do), METH_FASTCALL | METH_KEYWORDS,
      secret_do_doc},
     {"enabled", secret_enabled, METH_NOARGS, secret_enabled_doc},
     {"supported", secret_supported, METH_NOARGS, secret_supported_doc},
     {"protections", secret_protections, METH_NOARGS, secret_protections_doc},
+    {"heap_info", secret_heap_info, METH_NOARGS, secret_heap_info_doc},
     {NULL, NULL, 0, NULL}
 };
 

@@ -363,5 +363,5 @@ def test_protections_are_reported():
     # What this build erases (tests/test_erasure.py and tests/test_heap.py
     # prove each).
     assert p == {"registers": True, "c_stack": True, "signal_frames": True,
-                 "frame_stack": True, "heap": False,
+                 "frame_stack": True, "heap": True,
                  "no_core_dump_or_swap": True}

@@ -6,6 +6,8 @@
  */
 
 #include "Python.h"
+#include "pycore_gc.h"            // _PyGC_Collect()
+#include "pycore_interp.h"        // PyInterpreterState.gc
 #include "pycore_pyerrors.h"      // _PyErr_FormatFromCause()
 #include "pycore_pystate.h"       // _PyThreadState_GET()
 
@@ -22,7 +24,7 @@ static const struct {
     {"c_stack", 1},             /* §3.2 */
     {"signal_frames", 1},       /* §3.2 */
     {"frame_stack", 1},         /* §3.3 */
-    {"heap", 0},                /* §3.4: free lists, exit GC pending */
+    {"heap", 1},                /* §3.4 */
     {"no_core_dump_or_swap", 1},/* §3.4: secret blocks; see heap_info() */
 };
 
@@ -77,6 +79,33 @@ deferred_kind(PyObject *obj)
     return NULL;
 }
 
+#if _Py_SECRET_HEAP
+/* The outermost do() is about to return and func made GC objects: collect
+ * the cyclic garbage it made (spec §3.4), still in secret mode, so that
+ * its finalizers run protected and its stack use is erased by the exit.
+ * Objects func made sit in generation 0, or in an older one if a
+ * collection promoted them meanwhile: collect the youngest generation that
+ * holds them all (a collection includes the younger ones). */
+static void
+collect_exit_garbage(PyThreadState *tstate, const Py_ssize_t *coll0)
+{
+    struct _gc_runtime_state *gc = &tstate->interp->gc;
+    int gen = 0;
+    for (int g = 0; g < NUM_GENERATIONS; g++) {
+        if (gc->generation_stats[g].collections != coll0[g]) {
+            gen = Py_MIN(g + 1, NUM_GENERATIONS - 1);
+        }
+    }
+    /* The collector asserts no exception is set; keep func's. */
+    PyObject *exc = _PyErr_GetRaisedException(tstate);
+    (void)_PyGC_Collect(tstate, gen, _Py_GC_REASON_MANUAL);
+    if (_PyErr_Occurred(tstate)) {
+        PyErr_WriteUnraisable(NULL);
+    }
+    _PyErr_SetRaisedException(tstate, exc);
+}
+#endif
+
 PyDoc_STRVAR(secret_do_doc,
 "do($module, func, /, *args, **kwargs)\n"
 "--\n"
@@ -111,6 +140,14 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     if (_PySecretHeap_EnsureReserved() < 0) {
         return NULL;
     }
+#if _Py_SECRET_HEAP
+    int outermost = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
+    uint64_t gc_links0 = _PySecret_tls.gc_links;
+    Py_ssize_t coll0[NUM_GENERATIONS];
+    for (int g = 0; g < NUM_GENERATIONS; g++) {
+        coll0[g] = tstate->interp->gc.generation_stats[g].collections;
+    }
+#endif
     _PySecretCall call;
     int entered = _PySecret_ENTER(tstate, &call);
     PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
@@ -136,6 +173,11 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
                 func, kind);
         }
     }
+#if _Py_SECRET_HEAP
+    if (entered && outermost && _PySecret_tls.gc_links != gc_links0) {
+        collect_exit_garbage(tstate, coll0);
+    }
+#endif
     if (entered) {
         /* Last: erases the C stack below this frame and the registers. */
         _PySecret_LEAVE(tstate, &call);

@@ -13,6 +13,7 @@
 
 #include "Python.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -617,7 +618,95 @@ buffer_address(PyObject *module, PyObject *obj)
     return PyLong_FromVoidPtr(p);
 }
 
+/* leak(obj): one more reference that is never dropped. */
+static PyObject *
+leak(PyObject *module, PyObject *obj)
+{
+    Py_INCREF(obj);
+    Py_RETURN_NONE;
+}
+
+/* atexit_probe(addr, size, needle, path): at the very end of the process
+ * (a Py_AtExit callback, so it runs after those registered later, such as
+ * the secret heap's shutdown zeroing), count the copies of needle in
+ * [addr, addr+size) through /proc/self/mem and write the count to path
+ * (-1 if unreadable). */
+static struct {
+    uintptr_t addr;
+    size_t size;
+    char needle[64];
+    size_t nlen;
+    char path[512];
+} probe;
+
+static void
+atexit_probe_run(void)
+{
+    long count = -1;
+    int fd = open("/proc/self/mem", O_RDONLY);
+    char *buf = malloc(probe.size);
+    if (fd >= 0 && buf != NULL
+        && pread(fd, buf, probe.size, (off_t)probe.addr) == (ssize_t)probe.size)
+    {
+        count = 0;
+        for (size_t i = 0; i + probe.nlen <= probe.size; i++) {
+            if (memcmp(buf + i, probe.needle, probe.nlen) == 0) {
+                count++;
+            }
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(buf);
+    FILE *f = fopen(probe.path, "w");
+    if (f != NULL) {
+        fprintf(f, "%ld\n", count);
+        fclose(f);
+    }
+}
+
+static PyObject *
+atexit_probe(PyObject *module, PyObject *args)
+{
+    PyObject *addr;
+    Py_ssize_t size;
+    Py_buffer needle;
+    const char *path;
+    if (!PyArg_ParseTuple(args, "Ony*s", &addr, &size, &needle, &path)) {
+        return NULL;
+    }
+    if (needle.len <= 0 || needle.len > (Py_ssize_t)sizeof(probe.needle)
+        || strlen(path) >= sizeof(probe.path) || size <= 0)
+    {
+        PyBuffer_Release(&needle);
+        PyErr_SetString(PyExc_ValueError, "bad probe");
+        return NULL;
+    }
+    probe.addr = (uintptr_t)PyLong_AsVoidPtr(addr);
+    probe.size = (size_t)size;
+    memcpy(probe.needle, needle.buf, needle.len);
+    probe.nlen = (size_t)needle.len;
+    PyBuffer_Release(&needle);
+    strcpy(probe.path, path);
+    /* Registered once; later calls only move the probe. Py_AtExit
+     * callbacks run last-registered first: register before the first
+     * secret.do() to run after the secret heap's shutdown zeroing. */
+    static int registered;
+    if (!registered) {
+        if (Py_AtExit(atexit_probe_run) < 0) {
+            PyErr_SetString(PyExc_RuntimeError, "Py_AtExit failed");
+            return NULL;
+        }
+        registered = 1;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef testsecret_methods[] = {
+    {"leak", leak, METH_O, "leak(obj): never drop one reference to obj"},
+    {"atexit_probe", atexit_probe, METH_VARARGS,
+     "atexit_probe(addr, size, needle, path): count needle there at exit"},
     {"alloc_block", alloc_block, METH_VARARGS,
      "alloc_block(domain, data) -> address of a raw/mem/obj block holding data"},
     {"realloc_block", realloc_block, METH_VARARGS,

@@ -703,7 +703,25 @@ atexit_probe(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* utf8_address(s): address of str s's UTF-8 form (its cache, filled now
+ * if needed). */
+static PyObject *
+utf8_address(PyObject *module, PyObject *s)
+{
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "str needed");
+        return NULL;
+    }
+    const char *p = PyUnicode_AsUTF8(s);
+    if (p == NULL) {
+        return NULL;
+    }
+    return PyLong_FromVoidPtr((void *)p);
+}
+
 static PyMethodDef testsecret_methods[] = {
+    {"utf8_address", utf8_address, METH_O,
+     "utf8_address(s) -> address of s's UTF-8 form (fills its cache)"},
     {"leak", leak, METH_O, "leak(obj): never drop one reference to obj"},
     {"atexit_probe", atexit_probe, METH_VARARGS,
      "atexit_probe(addr, size, needle, path): count needle there at exit"},

@@ -48,11 +48,16 @@ def read(addr, buf):
     return buf if n == len(buf) else b""   # no new object before the read
 
 
+MAX_WORDS = 2048     # words examined per block, spread over all of it
+
+
 def found(addr, data, buf):
     got = read(addr, buf)
     hits = 0
     total = 0
-    for off in range(16, len(data) - 7, 8):
+    words = (len(data) - 16) // 8
+    step = 8 * max(1, words // MAX_WORDS)
+    for off in range(16, len(data) - 7, step):
         if data[off:off + 8] == b"\0" * 8:
             continue               # not part of the secret (a header)
         total += 1
@@ -88,7 +93,7 @@ class Freer:
         self.done.get()
 
 
-def run_case(path, domain, data, protect, freer):
+def run_case(path, domain, data, protect, freer, buf):
     wrap = secret.do if protect else (lambda f, *a: f(*a))
     if path == "inside":
         def f():
@@ -101,10 +106,15 @@ def run_case(path, domain, data, protect, freer):
         T.free_block(domain, addr)
     elif path == "thread":
         addr = wrap(T.alloc_block, domain, data)
-        freer.call(lambda: T.free_block(domain, addr))
+        # free and read on the other thread, with nothing in between that
+        # could reuse the block there (its allocator cache is per thread)
+        out = []
+        freer.call(lambda: (T.free_block(domain, addr),
+                            out.append(found(addr, data, buf))))
+        return addr, out[0]
     else:
         raise ValueError(path)
-    return addr
+    return addr, found(addr, data, buf)
 
 
 def object_case(path, data, protect):
@@ -145,8 +155,8 @@ def main():
                 for path in ("inside", "after", "thread"):
                     data = os.urandom(n)
                     buf = bytearray(n)
-                    addr = run_case(path, domain, data, protect, freer)
-                    hits, total = found(addr, data, buf)
+                    addr, (hits, total) = run_case(path, domain, data,
+                                                   protect, freer, buf)
                     out["%s/%s/%s/%s" % (kind, sname, domain, path)] = [
                         hits, total, in_heap(addr)]
             for path in ("refcount", "gc"):

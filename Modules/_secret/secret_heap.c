@@ -31,6 +31,7 @@
 #include "secret_core.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>               // explicit_bzero()
 #include <sys/mman.h>
@@ -68,16 +69,79 @@ static struct {
     int dontdump_errno;
 } flags;
 
-/* Counters for heap_info(): secret-path only, atomic. */
-static struct {
+/* Counters for heap_info(), per thread (the secret paths pay plain
+ * stores, no atomic read-modify-write): each thread that touches the
+ * secret heap registers its counters; heap_info() sums the registered ones
+ * and those of threads that ended (folded by a pthread-key destructor). A
+ * block freed on another thread is counted there: only sums mean anything.
+ */
+typedef struct counters {
     int64_t live_bytes;
     int64_t live_blocks;
-    uint64_t zeroed_bytes;
-    uint64_t allocations;
-    uint64_t frees;
-    uint64_t exhausted;
-    int64_t threads;
-} stats;
+    int64_t zeroed_bytes;
+    int64_t allocations;
+    int64_t frees;
+    int64_t exhausted;
+    struct counters *next;
+    int registered;
+} counters;
+
+static _Py_thread_local counters tc;
+static PyMutex registry_mutex;
+static counters *registry;
+static counters retired;
+static pthread_key_t registry_key;
+static int64_t heap_threads;        /* threads owning a secret heap */
+
+#define BUMP(field, n) \
+    _Py_atomic_store_int64_relaxed(&tc.field, tc.field + (int64_t)(n))
+
+static void
+fold(counters *dst, const counters *src)
+{
+    dst->live_bytes += _Py_atomic_load_int64_relaxed(&src->live_bytes);
+    dst->live_blocks += _Py_atomic_load_int64_relaxed(&src->live_blocks);
+    dst->zeroed_bytes += _Py_atomic_load_int64_relaxed(&src->zeroed_bytes);
+    dst->allocations += _Py_atomic_load_int64_relaxed(&src->allocations);
+    dst->frees += _Py_atomic_load_int64_relaxed(&src->frees);
+    dst->exhausted += _Py_atomic_load_int64_relaxed(&src->exhausted);
+}
+
+static void
+registry_thread_end(void *arg)
+{
+    counters *c = (counters *)arg;
+    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
+    fold(&retired, c);
+    for (counters **pp = &registry; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    PyMutex_Unlock(&registry_mutex);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Slow path, once per thread. */
+static void
+register_thread(void)
+{
+    tc.registered = 1;
+    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
+    tc.next = registry;
+    registry = &tc;
+    PyMutex_Unlock(&registry_mutex);
+    (void)pthread_setspecific(registry_key, &tc);
+}
+
+static inline void
+count_thread(void)
+{
+    if (__builtin_expect(!tc.registered, 0)) {
+        register_thread();
+    }
+}
 
 int
 _PySecret_GetMode(void)
@@ -250,6 +314,10 @@ reserve(void *arg)
     (void)madvise(base, size, MADV_NOHUGEPAGE);
 #endif
     lock_best_effort(base, size);
+    if (pthread_key_create(&registry_key, registry_thread_end) != 0) {
+        reserve_errno = EAGAIN;
+        return 0;
+    }
     if (!_mi_manage_os_memory_pinned(base, size, -1, &secret_arena)) {
         reserve_errno = ENOMEM;
         return 0;
@@ -293,7 +361,7 @@ thread_heap(void)
             return NULL;
         }
         _PySecret_tls.heap = h;
-        _Py_atomic_add_int64(&stats.threads, 1);
+        _Py_atomic_add_int64(&heap_threads, 1);
     }
     return h;
 }
@@ -307,13 +375,14 @@ round16(size_t n)
 static inline void *
 counted(void *p)
 {
+    count_thread();
     if (p == NULL) {
-        _Py_atomic_add_uint64(&stats.exhausted, 1);
+        BUMP(exhausted, 1);
         return NULL;
     }
-    _Py_atomic_add_int64(&stats.live_bytes, (int64_t)mi_usable_size(p));
-    _Py_atomic_add_int64(&stats.live_blocks, 1);
-    _Py_atomic_add_uint64(&stats.allocations, 1);
+    BUMP(live_bytes, mi_usable_size(p));
+    BUMP(live_blocks, 1);
+    BUMP(allocations, 1);
     return p;
 }
 
@@ -322,8 +391,7 @@ _PySecretHeap_Malloc(size_t n)
 {
     mi_heap_t *h = thread_heap();
     if (h == NULL) {
-        _Py_atomic_add_uint64(&stats.exhausted, 1);
-        return NULL;
+        return counted(NULL);
     }
     return counted(mi_heap_malloc(h, round16(n ? n : 1)));
 }
@@ -336,8 +404,7 @@ _PySecretHeap_Calloc(size_t nelem, size_t elsize)
     }
     mi_heap_t *h = thread_heap();
     if (h == NULL) {
-        _Py_atomic_add_uint64(&stats.exhausted, 1);
-        return NULL;
+        return counted(NULL);
     }
     size_t n = nelem * elsize;
     return counted(mi_heap_zalloc(h, round16(n ? n : 1)));
@@ -348,10 +415,11 @@ _PySecretHeap_Free(void *p)
 {
     size_t n = mi_usable_size(p);
     explicit_bzero(p, n);
-    _Py_atomic_add_int64(&stats.live_bytes, -(int64_t)n);
-    _Py_atomic_add_int64(&stats.live_blocks, -1);
-    _Py_atomic_add_uint64(&stats.zeroed_bytes, n);
-    _Py_atomic_add_uint64(&stats.frees, 1);
+    count_thread();
+    BUMP(live_bytes, -(int64_t)n);
+    BUMP(live_blocks, -1);
+    BUMP(zeroed_bytes, n);
+    BUMP(frees, 1);
     mi_free(p);
 }
 
@@ -363,8 +431,15 @@ _PySecretHeap_Realloc(void *p, size_t n)
         /* In place; the tail is zeroed when the block is freed. */
         return p;
     }
-    /* Never mi_realloc(): it frees the old block unzeroed. */
-    void *q = _PySecretHeap_Malloc(n);
+    /* Never mi_realloc(): it frees the old block unzeroed. A growing
+     * block grows by half at least, so that a container grown step by
+     * step (bytearray, list) is not copied and zeroed at every step
+     * (outside do, glibc often grows such blocks in place). */
+    size_t want = n;
+    if (n > usable && usable >= 512 && n < usable + usable / 2) {
+        want = usable + usable / 2;
+    }
+    void *q = _PySecretHeap_Malloc(want);
     if (q == NULL) {
         return NULL;
     }
@@ -383,7 +458,7 @@ _PySecretHeap_Adopt(void *p, size_t old_size, size_t n,
     }
     memcpy(q, p, Py_MIN(old_size, n));
     explicit_bzero(p, old_size);
-    _Py_atomic_add_uint64(&stats.zeroed_bytes, old_size);
+    BUMP(zeroed_bytes, old_size);
     free_old(p);
     return q;
 }
@@ -406,7 +481,7 @@ _PySecretHeap_ThreadDone(void)
      * mi_heap_delete() (moves secret pages into the ordinary heap). */
     _mi_heap_collect_abandon(h);
     mi_heap_delete(h);
-    _Py_atomic_add_int64(&stats.threads, -1);
+    _Py_atomic_add_int64(&heap_threads, -1);
 }
 
 static bool
@@ -435,7 +510,8 @@ shutdown_zero(void)
     }
     _mi_abandoned_pool_visit_blocks(&_mi_abandoned_default, 0, true,
                                     zero_visitor, &n);
-    _Py_atomic_add_uint64(&stats.zeroed_bytes, n);
+    count_thread();
+    BUMP(zeroed_bytes, n);
 }
 
 /* --- introspection --------------------------------------------------- */
@@ -469,6 +545,13 @@ PyObject *
 _PySecretHeap_Info(void)
 {
     int reserved = _PySecret_range.size != 0;
+    counters sum = {0};
+    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
+    fold(&sum, &retired);
+    for (counters *c = registry; c != NULL; c = c->next) {
+        fold(&sum, c);
+    }
+    PyMutex_Unlock(&registry_mutex);
     const char *lock_err = flags.lock_errno && flags.locked_bytes
                                                  < _PySecret_range.size
                            ? strerrorname_np(flags.lock_errno) : NULL;
@@ -477,22 +560,19 @@ _PySecretHeap_Info(void)
         "reserved", (Py_ssize_t)_PySecret_range.size,
         "base", (unsigned long long)_PySecret_range.base,
         "committed", (Py_ssize_t)(reserved ? resident_bytes() : 0),
-        "live_bytes", (long long)_Py_atomic_load_int64(&stats.live_bytes),
-        "live_blocks", (long long)_Py_atomic_load_int64(&stats.live_blocks),
-        "zeroed_bytes",
-        (unsigned long long)_Py_atomic_load_uint64(&stats.zeroed_bytes),
-        "allocations",
-        (unsigned long long)_Py_atomic_load_uint64(&stats.allocations),
-        "frees", (unsigned long long)_Py_atomic_load_uint64(&stats.frees),
-        "exhausted",
-        (unsigned long long)_Py_atomic_load_uint64(&stats.exhausted),
+        "live_bytes", (long long)sum.live_bytes,
+        "live_blocks", (long long)sum.live_blocks,
+        "zeroed_bytes", (unsigned long long)sum.zeroed_bytes,
+        "allocations", (unsigned long long)sum.allocations,
+        "frees", (unsigned long long)sum.frees,
+        "exhausted", (unsigned long long)sum.exhausted,
         "locked_bytes", (Py_ssize_t)flags.locked_bytes,
         "locked", (reserved && flags.locked_bytes) ? Py_True : Py_False,
         "lock_limit", (Py_ssize_t)(flags.lock_limit == SIZE_MAX
                                    ? -1 : (Py_ssize_t)flags.lock_limit),
         "lock_error", lock_err,
         "dontdump", (reserved && flags.dontdump) ? Py_True : Py_False,
-        "threads", (long long)_Py_atomic_load_int64(&stats.threads));
+        "threads", (long long)_Py_atomic_load_int64(&heap_threads));
 }
 
 #else  /* !_Py_SECRET_HEAP: fallback mode */

@@ -73,3 +73,22 @@ def test_threads_cross_thread_frees():
                        timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "exhausted=0" in r.stdout
+
+
+@pytest.mark.parametrize("allocator", ALLOCATORS + ["tracemalloc"])
+def test_realloc_of_pre_do_block_every_allocator(allocator):
+    # The raw chain's debug header and tracemalloc's hooks sit between
+    # pymalloc and the base allocator on this path.
+    from test_heap import PRE_DO_REALLOC_CHILD
+    env = dict(os.environ)
+    env.pop("MALLOC_PERTURB_", None)
+    args = [sys.executable]
+    if allocator == "tracemalloc":
+        args += ["-X", "tracemalloc=5"]
+    else:
+        env["PYTHONMALLOC"] = allocator
+    r = subprocess.run(args + ["-c", PRE_DO_REALLOC_CHILD, "1"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for item in r.stdout.split():
+        assert item.split(":")[1:] == ["0", "1", "1", "1"], item

@@ -10,11 +10,10 @@ For each recycling type, three checks, each with its control:
   object on the free list still holds it);
 - secret mode pops nothing: with the free list filled outside do, a new
   object made inside do lives in the secret heap.
-Plus the dict-keys free list and the in-place float reuse of
-BINARY_OP_*_FLOAT. Not tested directly (no way to reach them from Python;
-covered by patches 0011/0012 and listed in docs/heap.md): the async
-generator wrapped-value free list, object-stack chunks (no caller in the
-GIL build), dtoa's Bigint pools.
+Plus the dict-keys free list, the in-place float reuse of
+BINARY_OP_*_FLOAT, and the two free lists Python cannot reach (object-stack
+chunks, async generator wrapped values) through _secret._test_recycle. Not
+tested directly: dtoa's Bigint pools (patch 0012).
 """
 
 import asyncio  # noqa: F401  (imports that allocate, before any test)
@@ -195,3 +194,19 @@ def test_float_in_place_reuse(protect):
         assert _in_heap(new) and new != old
     else:
         assert new == old, "control: the float is reused in place"
+
+
+@pytest.mark.parametrize("kind", ["object_stack", "async_gen_wrapped_value"])
+def test_internal_free_lists(kind):
+    import _secret
+    recycle = _secret._test_recycle
+    recycle(kind)
+    # control: outside do, the free list hands the same block back
+    a = recycle(kind)
+    assert recycle(kind) == a, "control: the free list is not in use"
+    # secret mode pops nothing: the block just pushed is not reused
+    b = secret.do(recycle, kind)
+    assert b != a and _in_heap(b)
+    # a secret block is never pushed: the next one outside do is another
+    c = recycle(kind)
+    assert c != b and not _in_heap(c)

@@ -25,7 +25,10 @@ PROBE = os.path.join(HERE, "heap_probe.py")
 # glibc: keep large freed blocks mapped (below 32 MiB), so the control can
 # find them; the secret heap does not depend on it.
 GLIBC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
-              "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+              "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+              # PYTHONMALLOC=mimalloc: never purge freed pages (a purge
+              # zeroes them after 10 ms, so a slow control found nothing)
+              "MIMALLOC_PURGE_DELAY": "-1"}
 
 
 def run_probe(pymalloc=None, *args):

@@ -7,6 +7,8 @@
 
 #include "Python.h"
 #include "pycore_gc.h"            // _PyGC_Collect()
+#include "pycore_genobject.h"     // _PyAsyncGenValueWrapperNew()
+#include "pycore_object_stack.h"  // _PyObjectStackChunk_New()
 #include "pycore_interp.h"        // PyInterpreterState.gc
 #include "pycore_pyerrors.h"      // _PyErr_FormatFromCause()
 #include "pycore_pystate.h"       // _PyThreadState_GET()
@@ -256,6 +258,42 @@ secret_heap_info(PyObject *module, PyObject *Py_UNUSED(ignored))
     return _PySecretHeap_Info();
 }
 
+/* For tests/test_freelists.py: two free lists that Python code cannot
+ * reach. Make one object of the kind, free it (onto its free list if that
+ * is allowed) and return its address. */
+static PyObject *
+secret_test_recycle(PyObject *module, PyObject *arg)
+{
+    const char *kind = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (kind == NULL) {
+        PyErr_SetString(PyExc_TypeError, "kind must be a str");
+        return NULL;
+    }
+    void *addr;
+    if (strcmp(kind, "object_stack") == 0) {
+        _PyObjectStackChunk *c = _PyObjectStackChunk_New();
+        if (c == NULL) {
+            return PyErr_NoMemory();
+        }
+        addr = c;
+        _PyObjectStackChunk_Free(c);
+    }
+    else if (strcmp(kind, "async_gen_wrapped_value") == 0) {
+        PyObject *w = _PyAsyncGenValueWrapperNew(_PyThreadState_GET(),
+                                                 Py_None);
+        if (w == NULL) {
+            return NULL;
+        }
+        addr = w;
+        Py_DECREF(w);
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown kind %R", arg);
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(addr);
+}
+
 static PyMethodDef secret_methods[] = {
     {"do", _PyCFunction_CAST(secret_do), METH_FASTCALL | METH_KEYWORDS,
      secret_do_doc},
@@ -263,6 +301,8 @@ static PyMethodDef secret_methods[] = {
     {"supported", secret_supported, METH_NOARGS, secret_supported_doc},
     {"protections", secret_protections, METH_NOARGS, secret_protections_doc},
     {"heap_info", secret_heap_info, METH_NOARGS, secret_heap_info_doc},
+    {"_test_recycle", secret_test_recycle, METH_O,
+     "_test_recycle(kind): tests only; address of a made-and-freed object"},
     {NULL, NULL, 0, NULL}
 };
 

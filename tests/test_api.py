@@ -360,8 +360,8 @@ def test_protections_are_reported():
     assert set(p) == {"registers", "c_stack", "signal_frames",
                       "frame_stack", "heap", "no_core_dump_or_swap"}
     assert all(isinstance(v, bool) for v in p.values())
-    # What this build erases (tests/test_erasure.py proves each); the heap
-    # is issue 4's: say so, never claim it.
+    # What this build erases (tests/test_erasure.py and tests/test_heap.py
+    # prove each).
     assert p == {"registers": True, "c_stack": True, "signal_frames": True,
-                 "frame_stack": True, "heap": False,
-                 "no_core_dump_or_swap": False}
+                 "frame_stack": True, "heap": True,
+                 "no_core_dump_or_swap": True}

@@ -14,6 +14,7 @@ assert sysconfig.get_config_var("PY_EXPERIMENTS") == "runtimesecret"
 assert not sysconfig.get_config_var("Py_RUNTIMESECRET_SUPPORTED")
 assert secret.supported() is False
 assert not any(secret.protections().values()), secret.protections()
+assert secret.heap_info()["reserved"] == 0
 assert secret.do(lambda x, *, y: x + y, 1, y=2) == 3
 assert secret.do(secret.enabled) is False
 try:

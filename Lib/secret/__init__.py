@@ -23,7 +23,7 @@ secret mode now. Threads started in secret mode stay in it for life.
 """
 
 try:
-    from _secret import do, enabled, supported, protections
+    from _secret import do, enabled, supported, protections, heap_info
 except ImportError:
     raise ImportError(
         "the 'secret' module needs an interpreter built with the "
@@ -33,4 +33,4 @@ except ImportError:
         name=__name__,
     ) from None
 
-__all__ = ["do", "enabled", "supported", "protections"]
+__all__ = ["do", "enabled", "supported", "protections", "heap_info"]

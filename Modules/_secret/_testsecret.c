@@ -13,6 +13,7 @@
 
 #include "Python.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -502,7 +503,236 @@ spin_with_pattern(PyObject *module, PyObject *args)
 }
 #endif  /* __x86_64__ */
 
+/* --- the heap ------------------------------------------------------- */
+
+/* A block of the raw, mem or obj domain holding a copy of data; returns
+ * its address. The caller frees it with free_block(). */
+static PyObject *
+alloc_block(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "sy*", &domain, &data)) {
+        return NULL;
+    }
+    size_t n = data.len > 0 ? (size_t)data.len : 1;
+    void *p;
+    if (strcmp(domain, "raw") == 0) {
+        p = PyMem_RawMalloc(n);
+    }
+    else if (strcmp(domain, "mem") == 0) {
+        p = PyMem_Malloc(n);
+    }
+    else if (strcmp(domain, "obj") == 0) {
+        p = PyObject_Malloc(n);
+    }
+    else {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "domain: raw, mem or obj");
+        return NULL;
+    }
+    if (p == NULL) {
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
+    memcpy(p, data.buf, data.len);
+    PyBuffer_Release(&data);
+    return PyLong_FromVoidPtr(p);
+}
+
+/* realloc_block(domain, addr, n) -> new address (the old one is gone). */
+static PyObject *
+realloc_block(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    PyObject *addr;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "sOn", &domain, &addr, &n)) {
+        return NULL;
+    }
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    void *q;
+    if (strcmp(domain, "raw") == 0) {
+        q = PyMem_RawRealloc(p, n);
+    }
+    else if (strcmp(domain, "mem") == 0) {
+        q = PyMem_Realloc(p, n);
+    }
+    else {
+        q = PyObject_Realloc(p, n);
+    }
+    if (q == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(q);
+}
+
+static PyObject *
+free_block(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    PyObject *addr;
+    if (!PyArg_ParseTuple(args, "sO", &domain, &addr)) {
+        return NULL;
+    }
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (strcmp(domain, "raw") == 0) {
+        PyMem_RawFree(p);
+    }
+    else if (strcmp(domain, "mem") == 0) {
+        PyMem_Free(p);
+    }
+    else {
+        PyObject_Free(p);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Address of the data of a bytes, bytearray, str (compact) or list. */
+static PyObject *
+buffer_address(PyObject *module, PyObject *obj)
+{
+    void *p;
+    if (PyBytes_Check(obj)) {
+        p = PyBytes_AS_STRING(obj);
+    }
+    else if (PyByteArray_Check(obj)) {
+        p = PyByteArray_AS_STRING(obj);
+    }
+    else if (PyUnicode_Check(obj)) {
+        p = PyUnicode_DATA(obj);
+    }
+    else if (PyList_Check(obj)) {
+        p = ((PyListObject *)obj)->ob_item;
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "bytes, bytearray, str or list");
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(p);
+}
+
+/* leak(obj): one more reference that is never dropped. */
+static PyObject *
+leak(PyObject *module, PyObject *obj)
+{
+    Py_INCREF(obj);
+    Py_RETURN_NONE;
+}
+
+/* atexit_probe(addr, size, needle, path): at the very end of the process
+ * (a Py_AtExit callback, so it runs after those registered later, such as
+ * the secret heap's shutdown zeroing), count the copies of needle in
+ * [addr, addr+size) through /proc/self/mem and write the count to path
+ * (-1 if unreadable). */
+static struct {
+    uintptr_t addr;
+    size_t size;
+    char needle[64];
+    size_t nlen;
+    char path[512];
+} probe;
+
+static void
+atexit_probe_run(void)
+{
+    long count = -1;
+    int fd = open("/proc/self/mem", O_RDONLY);
+    char *buf = malloc(probe.size);
+    if (fd >= 0 && buf != NULL
+        && pread(fd, buf, probe.size, (off_t)probe.addr) == (ssize_t)probe.size)
+    {
+        count = 0;
+        for (size_t i = 0; i + probe.nlen <= probe.size; i++) {
+            if (memcmp(buf + i, probe.needle, probe.nlen) == 0) {
+                count++;
+            }
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(buf);
+    FILE *f = fopen(probe.path, "w");
+    if (f != NULL) {
+        fprintf(f, "%ld\n", count);
+        fclose(f);
+    }
+}
+
+static PyObject *
+atexit_probe(PyObject *module, PyObject *args)
+{
+    PyObject *addr;
+    Py_ssize_t size;
+    Py_buffer needle;
+    const char *path;
+    if (!PyArg_ParseTuple(args, "Ony*s", &addr, &size, &needle, &path)) {
+        return NULL;
+    }
+    if (needle.len <= 0 || needle.len > (Py_ssize_t)sizeof(probe.needle)
+        || strlen(path) >= sizeof(probe.path) || size <= 0)
+    {
+        PyBuffer_Release(&needle);
+        PyErr_SetString(PyExc_ValueError, "bad probe");
+        return NULL;
+    }
+    probe.addr = (uintptr_t)PyLong_AsVoidPtr(addr);
+    probe.size = (size_t)size;
+    memcpy(probe.needle, needle.buf, needle.len);
+    probe.nlen = (size_t)needle.len;
+    PyBuffer_Release(&needle);
+    strcpy(probe.path, path);
+    /* Registered once; later calls only move the probe. Py_AtExit
+     * callbacks run last-registered first: register before the first
+     * secret.do() to run after the secret heap's shutdown zeroing. */
+    static int registered;
+    if (!registered) {
+        if (Py_AtExit(atexit_probe_run) < 0) {
+            PyErr_SetString(PyExc_RuntimeError, "Py_AtExit failed");
+            return NULL;
+        }
+        registered = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+/* utf8_address(s): address of str s's UTF-8 form (its cache, filled now
+ * if needed). */
+static PyObject *
+utf8_address(PyObject *module, PyObject *s)
+{
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "str needed");
+        return NULL;
+    }
+    const char *p = PyUnicode_AsUTF8(s);
+    if (p == NULL) {
+        return NULL;
+    }
+    return PyLong_FromVoidPtr((void *)p);
+}
+
 static PyMethodDef testsecret_methods[] = {
+    {"utf8_address", utf8_address, METH_O,
+     "utf8_address(s) -> address of s's UTF-8 form (fills its cache)"},
+    {"leak", leak, METH_O, "leak(obj): never drop one reference to obj"},
+    {"atexit_probe", atexit_probe, METH_VARARGS,
+     "atexit_probe(addr, size, needle, path): count needle there at exit"},
+    {"alloc_block", alloc_block, METH_VARARGS,
+     "alloc_block(domain, data) -> address of a raw/mem/obj block holding data"},
+    {"realloc_block", realloc_block, METH_VARARGS,
+     "realloc_block(domain, address, n) -> new address"},
+    {"free_block", free_block, METH_VARARGS,
+     "free_block(domain, address): free a block from alloc_block()"},
+    {"buffer_address", buffer_address, METH_O,
+     "buffer_address(obj) -> address of the data of bytes/bytearray/str/list"},
     {"write_stack_pattern", write_stack_pattern, METH_VARARGS,
      "write_stack_pattern(pattern, nbytes, raise_=False): write pattern into "
      "~1 KiB C frames down to nbytes deep"},

@@ -297,6 +297,10 @@ _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
 #if _PySecret_SUPPORTED
     init_once();
     ((_PyThreadStateImpl *)tstate)->secret.depth++;
+#  if _Py_SECRET_HEAP
+    /* From here on this thread allocates in the secret heap. */
+    _PySecret_tls.mode++;
+#  endif
     if (thread_window == 0) {
         thread_window = WINDOW_MIN;
     }
@@ -321,6 +325,9 @@ _PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
     _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
     assert(ts->secret.depth > 0);
     ts->secret.depth--;
+#if _Py_SECRET_HEAP
+    _PySecret_tls.mode--;
+#endif
 
     erase_frame_stack(tstate);
     erase_altstack();
@@ -360,12 +367,19 @@ _PySecret_ThreadStart(PyThreadState *tstate)
     thread_is_secret = ((_PyThreadStateImpl *)tstate)->secret.inherited;
     if (thread_is_secret) {
         init_once();
+#if _Py_SECRET_HEAP
+        /* Inherited secret mode: the thread allocates secretly for life
+           (the heap was reserved by the do() that started it). */
+        _PySecret_tls.mode = 1;
+#endif
     }
 }
 
 void *
 _PySecret_ThreadExitPrepare(void)
 {
+    /* Every thread that owns a secret heap hands it back. */
+    _PySecretHeap_ThreadDone();
     if (!_PySecret_SUPPORTED || !thread_is_secret) {
         return NULL;
     }

@@ -103,6 +103,16 @@ extern void *_PySecret_ThreadExitPrepare(void);
 #  define _PySecret_THREAD_EXIT() ((void)0)
 #endif
 
+/* The secret heap (secret_heap.c, spec §3.4). */
+
+/* Reserve it on first use; 0, or -1 with MemoryError set. */
+extern int _PySecretHeap_EnsureReserved(void);
+/* At thread end (any thread): hand the thread's secret heap back and leave
+ * secret mode for good. */
+extern void _PySecretHeap_ThreadDone(void);
+/* secret.heap_info(): a new dict. */
+extern PyObject *_PySecretHeap_Info(void);
+
 /* faulthandler installed or removed the calling thread's alternate signal
  * stack (Modules/faulthandler.c): the cached one is stale. */
 extern void _PySecret_AltStackChanged(void);

@@ -6,6 +6,10 @@
  */
 
 #include "Python.h"
+#include "pycore_gc.h"            // _PyGC_Collect()
+#include "pycore_genobject.h"     // _PyAsyncGenValueWrapperNew()
+#include "pycore_object_stack.h"  // _PyObjectStackChunk_New()
+#include "pycore_interp.h"        // PyInterpreterState.gc
 #include "pycore_pyerrors.h"      // _PyErr_FormatFromCause()
 #include "pycore_pystate.h"       // _PyThreadState_GET()
 
@@ -22,8 +26,8 @@ static const struct {
     {"c_stack", 1},             /* §3.2 */
     {"signal_frames", 1},       /* §3.2 */
     {"frame_stack", 1},         /* §3.3 */
-    {"heap", 0},                /* §3.4 */
-    {"no_core_dump_or_swap", 0},/* §3.4 */
+    {"heap", 1},                /* §3.4 */
+    {"no_core_dump_or_swap", 1},/* §3.4: secret blocks; see heap_info() */
 };
 
 /* Close an object whose body would run after do() returned, while still in
@@ -77,6 +81,33 @@ deferred_kind(PyObject *obj)
     return NULL;
 }
 
+#if _Py_SECRET_HEAP
+/* The outermost do() is about to return and func made GC objects: collect
+ * the cyclic garbage it made (spec §3.4), still in secret mode, so that
+ * its finalizers run protected and its stack use is erased by the exit.
+ * Objects func made sit in generation 0, or in an older one if a
+ * collection promoted them meanwhile: collect the youngest generation that
+ * holds them all (a collection includes the younger ones). */
+static void
+collect_exit_garbage(PyThreadState *tstate, const Py_ssize_t *coll0)
+{
+    struct _gc_runtime_state *gc = &tstate->interp->gc;
+    int gen = 0;
+    for (int g = 0; g < NUM_GENERATIONS; g++) {
+        if (gc->generation_stats[g].collections != coll0[g]) {
+            gen = Py_MIN(g + 1, NUM_GENERATIONS - 1);
+        }
+    }
+    /* The collector asserts no exception is set; keep func's. */
+    PyObject *exc = _PyErr_GetRaisedException(tstate);
+    (void)_PyGC_Collect(tstate, gen, _Py_GC_REASON_MANUAL);
+    if (_PyErr_Occurred(tstate)) {
+        PyErr_WriteUnraisable(NULL);
+    }
+    _PyErr_SetRaisedException(tstate, exc);
+}
+#endif
+
 PyDoc_STRVAR(secret_do_doc,
 "do($module, func, /, *args, **kwargs)\n"
 "--\n"
@@ -108,6 +139,17 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     }
 
     PyThreadState *tstate = _PyThreadState_GET();
+    if (_PySecretHeap_EnsureReserved() < 0) {
+        return NULL;
+    }
+#if _Py_SECRET_HEAP
+    int outermost = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
+    uint64_t gc_links0 = _PySecret_tls.gc_links;
+    Py_ssize_t coll0[NUM_GENERATIONS];
+    for (int g = 0; g < NUM_GENERATIONS; g++) {
+        coll0[g] = tstate->interp->gc.generation_stats[g].collections;
+    }
+#endif
     _PySecretCall call;
     int entered = _PySecret_ENTER(tstate, &call);
     PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
@@ -133,6 +175,11 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
                 func, kind);
         }
     }
+#if _Py_SECRET_HEAP
+    if (entered && outermost && _PySecret_tls.gc_links != gc_links0) {
+        collect_exit_garbage(tstate, coll0);
+    }
+#endif
     if (entered) {
         /* Last: erases the C stack below this frame and the registers. */
         _PySecret_LEAVE(tstate, &call);
@@ -193,12 +240,69 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
     return dict;
 }
 
+PyDoc_STRVAR(secret_heap_info_doc,
+"heap_info($module, /)\n"
+"--\n"
+"\n"
+"Return a dict describing the secret heap, where every block allocated in\n"
+"secret mode lives and is zeroed when freed: reserved, base, committed\n"
+"(resident bytes), live_bytes, live_blocks, zeroed_bytes, allocations,\n"
+"frees, exhausted (failed allocations), locked (mlock granted),\n"
+"locked_bytes, lock_limit (RLIMIT_MEMLOCK, -1 = unlimited), lock_error,\n"
+"dontdump (excluded from core dumps), threads (owning a secret heap).\n"
+"All zero before the first secret.do() and in fallback mode.");
+
+static PyObject *
+secret_heap_info(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return _PySecretHeap_Info();
+}
+
+/* For tests/test_freelists.py: two free lists that Python code cannot
+ * reach. Make one object of the kind, free it (onto its free list if that
+ * is allowed) and return its address. */
+static PyObject *
+secret_test_recycle(PyObject *module, PyObject *arg)
+{
+    const char *kind = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (kind == NULL) {
+        PyErr_SetString(PyExc_TypeError, "kind must be a str");
+        return NULL;
+    }
+    void *addr;
+    if (strcmp(kind, "object_stack") == 0) {
+        _PyObjectStackChunk *c = _PyObjectStackChunk_New();
+        if (c == NULL) {
+            return PyErr_NoMemory();
+        }
+        addr = c;
+        _PyObjectStackChunk_Free(c);
+    }
+    else if (strcmp(kind, "async_gen_wrapped_value") == 0) {
+        PyObject *w = _PyAsyncGenValueWrapperNew(_PyThreadState_GET(),
+                                                 Py_None);
+        if (w == NULL) {
+            return NULL;
+        }
+        addr = w;
+        Py_DECREF(w);
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown kind %R", arg);
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(addr);
+}
+
 static PyMethodDef secret_methods[] = {
     {"do", _PyCFunction_CAST(secret_do), METH_FASTCALL | METH_KEYWORDS,
      secret_do_doc},
     {"enabled", secret_enabled, METH_NOARGS, secret_enabled_doc},
     {"supported", secret_supported, METH_NOARGS, secret_supported_doc},
     {"protections", secret_protections, METH_NOARGS, secret_protections_doc},
+    {"heap_info", secret_heap_info, METH_NOARGS, secret_heap_info_doc},
+    {"_test_recycle", secret_test_recycle, METH_O,
+     "_test_recycle(kind): tests only; address of a made-and-freed object"},
     {NULL, NULL, 0, NULL}
 };
 

@@ -1,0 +1,603 @@
+/* runtimesecret experiment: the secret heap (spec §3.4).
+ *
+ * One reserved address range (so "is this block secret?" is one compare,
+ * _PySecret_IsSecret()), managed by the bundled mimalloc as an exclusive,
+ * pinned arena: ordinary heaps never allocate in it and secret heaps never
+ * get memory from anywhere else, so exhausting it fails (MemoryError)
+ * instead of placing a secret block in ordinary memory. Each OS thread
+ * that allocates or reallocates a secret block gets its own mimalloc heap
+ * in the arena; frees work on any thread (mimalloc's thread-free lists).
+ *
+ * The range is excluded from core dumps (MADV_DONTDUMP) and locked against
+ * swap with mlock2(MLOCK_ONFAULT) as far as RLIMIT_MEMLOCK allows (best
+ * effort, reported by heap_info(), never an error). Pinned: mimalloc never
+ * purges or decommits it, so locked pages stay valid.
+ *
+ * Every secret block is zeroed (explicit_bzero) when it is freed, when a
+ * realloc moves it, and at interpreter shutdown if it is still live.
+ *
+ * The allocator hooks are in Objects/obmalloc.c (patch "obmalloc: ...");
+ * the thread-local mode is kept by _PySecret_Enter/_PySecret_Leave and the
+ * thread hooks (secret_core.c).
+ */
+
+#include "Python.h"
+#include "pycore_initconfig.h"    // _Py_GetEnv()
+#include "pycore_lock.h"          // _PyOnceFlag
+#include "pycore_pymem.h"         // _PySecret_range
+#include "pycore_pystate.h"       // _PyInterpreterState_GET()
+#include "pycore_tstate.h"        // pycore_mimalloc.h: mimalloc API
+
+#include "secret_core.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>               // explicit_bzero()
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if _Py_SECRET_HEAP
+
+#ifndef MLOCK_ONFAULT
+#  define MLOCK_ONFAULT 0x01
+#endif
+
+#define SEGMENT ((uintptr_t)MI_SEGMENT_SIZE)            /* 32 MiB */
+#define DEFAULT_SIZE ((size_t)1 << 30)                  /* 1 GiB */
+#define MIN_SIZE ((size_t)64 << 20)
+
+/* mimalloc (patch "mimalloc: an exclusive pinned arena"). */
+extern bool _mi_manage_os_memory_pinned(void *start, size_t size,
+                                        int numa_node,
+                                        mi_arena_id_t *arena_id);
+
+struct _PySecretRange _PySecret_range = {0, 0};
+_Py_thread_local _PySecretTLS _PySecret_tls;
+
+static mi_arena_id_t secret_arena;
+static _PyOnceFlag reserve_once;
+static int reserve_errno;           /* set if the reservation failed */
+
+static struct {
+    size_t locked_bytes;
+    int lock_errno;
+    size_t lock_limit;              /* RLIMIT_MEMLOCK soft limit */
+    int dontdump;
+    int dontdump_errno;
+} flags;
+
+/* Counters for heap_info(), per thread (the secret paths pay plain
+ * stores, no atomic read-modify-write): each thread that touches the
+ * secret heap registers its counters; heap_info() sums the registered ones
+ * and those of threads that ended (folded by a pthread-key destructor). A
+ * block freed on another thread is counted there: only sums mean anything.
+ */
+typedef struct counters {
+    int64_t live_bytes;
+    int64_t live_blocks;
+    int64_t zeroed_bytes;
+    int64_t allocations;
+    int64_t frees;
+    int64_t exhausted;
+    struct counters *next;
+    int registered;
+} counters;
+
+static _Py_thread_local counters tc;
+static PyMutex registry_mutex;
+static counters *registry;
+static counters retired;
+static pthread_key_t registry_key;
+static int64_t heap_threads;        /* threads owning a secret heap */
+
+#define BUMP(field, n) \
+    _Py_atomic_store_int64_relaxed(&tc.field, tc.field + (int64_t)(n))
+
+static void
+fold(counters *dst, const counters *src)
+{
+    dst->live_bytes += _Py_atomic_load_int64_relaxed(&src->live_bytes);
+    dst->live_blocks += _Py_atomic_load_int64_relaxed(&src->live_blocks);
+    dst->zeroed_bytes += _Py_atomic_load_int64_relaxed(&src->zeroed_bytes);
+    dst->allocations += _Py_atomic_load_int64_relaxed(&src->allocations);
+    dst->frees += _Py_atomic_load_int64_relaxed(&src->frees);
+    dst->exhausted += _Py_atomic_load_int64_relaxed(&src->exhausted);
+}
+
+static void
+registry_thread_end(void *arg)
+{
+    counters *c = (counters *)arg;
+    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
+    fold(&retired, c);
+    for (counters **pp = &registry; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    PyMutex_Unlock(&registry_mutex);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Slow path, once per thread. */
+static void
+register_thread(void)
+{
+    tc.registered = 1;
+    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
+    tc.next = registry;
+    registry = &tc;
+    PyMutex_Unlock(&registry_mutex);
+    (void)pthread_setspecific(registry_key, &tc);
+}
+
+static inline void
+count_thread(void)
+{
+    if (__builtin_expect(!tc.registered, 0)) {
+        register_thread();
+    }
+}
+
+int
+_PySecret_GetMode(void)
+{
+    return _PySecret_tls.mode;
+}
+
+/* --- reservation ----------------------------------------------------- */
+
+static size_t
+parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s) {
+        return 0;
+    }
+    switch (*end) {
+    case 'k': case 'K': v <<= 10; end++; break;
+    case 'm': case 'M': v <<= 20; end++; break;
+    case 'g': case 'G': v <<= 30; end++; break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'I') {
+        end++;
+    }
+    if (*end == 'b' || *end == 'B') {
+        end++;
+    }
+    return *end == '\0' ? (size_t)v : 0;
+}
+
+/* -X secret_heap_size=SIZE, else PYTHONSECRETHEAPSIZE (not under -E/-I),
+ * else 1 GiB; at least 64 MiB, a multiple of 32 MiB. */
+static size_t
+configured_size(void)
+{
+    size_t size = 0;
+    const char *text = NULL;
+    PyObject *xopts = PySys_GetXOptions();    /* borrowed */
+    PyObject *v = xopts ? PyDict_GetItemString(xopts, "secret_heap_size")
+                        : NULL;
+    if (v != NULL && PyUnicode_Check(v)) {
+        text = PyUnicode_AsUTF8(v);
+        if (text == NULL) {
+            PyErr_Clear();
+        }
+    }
+    if (text == NULL) {
+        const PyConfig *config = _Py_GetConfig();
+        text = _Py_GetEnv(config->use_environment, "PYTHONSECRETHEAPSIZE");
+    }
+    if (text != NULL) {
+        size = parse_size(text);
+    }
+    if (size == 0) {
+        size = DEFAULT_SIZE;
+    }
+    if (size < MIN_SIZE) {
+        size = MIN_SIZE;
+    }
+    return (size + SEGMENT - 1) & ~(SEGMENT - 1);
+}
+
+static size_t
+vmlck_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    size_t kb = 0;
+    char line[256];
+    if (f == NULL) {
+        return 0;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmLck:", 6) == 0) {
+            kb = (size_t)strtoull(line + 6, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb * 1024;
+}
+
+static int
+lock_range(void *base, size_t len)
+{
+    return (int)syscall(SYS_mlock2, base, len, MLOCK_ONFAULT);
+}
+
+/* Best effort: the whole range if the kernel allows it (CAP_IPC_LOCK or a
+ * large enough limit), else the longest prefix that fits the limit.
+ * mimalloc claims arena blocks from the start, so a prefix is what gets
+ * used first. */
+static void
+lock_best_effort(void *base, size_t size)
+{
+    struct rlimit rl;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    flags.locked_bytes = 0;
+    flags.lock_errno = 0;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+        flags.lock_limit = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX
+                                                         : (size_t)rl.rlim_cur;
+    }
+    if (lock_range(base, size) == 0) {
+        flags.locked_bytes = size;
+        return;
+    }
+    flags.lock_errno = errno;
+    size_t used = vmlck_bytes();
+    size_t len = flags.lock_limit > used ? flags.lock_limit - used : 0;
+    if (len > size) {
+        len = size;
+    }
+    len &= ~(page - 1);
+    while (len >= page) {
+        if (lock_range(base, len) == 0) {
+            flags.locked_bytes = len;
+            return;
+        }
+        flags.lock_errno = errno;
+        len = (len / 2) & ~(page - 1);
+    }
+}
+
+static void
+atfork_child(void)
+{
+    /* mlocks are not inherited across fork(). */
+    if (_PySecret_range.size != 0 && flags.locked_bytes != 0) {
+        if (lock_range((void *)_PySecret_range.base,
+                       flags.locked_bytes) != 0) {
+            flags.locked_bytes = 0;
+            flags.lock_errno = errno;
+        }
+    }
+}
+
+static void shutdown_zero(void);
+
+static int
+reserve(void *arg)
+{
+    (void)arg;
+    size_t size = configured_size();
+    size_t map = size + SEGMENT;
+    char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) {
+        reserve_errno = errno ? errno : ENOMEM;
+        return 0;       /* the once-flag is set: never retried */
+    }
+    /* mimalloc needs a 32 MiB aligned start. */
+    char *base = (char *)(((uintptr_t)raw + SEGMENT - 1) & ~(SEGMENT - 1));
+    if (base > raw) {
+        munmap(raw, base - raw);
+    }
+    char *end = base + size;
+    if (raw + map > end) {
+        munmap(end, raw + map - end);
+    }
+    if (madvise(base, size, MADV_DONTDUMP) == 0) {
+        flags.dontdump = 1;
+    }
+    else {
+        flags.dontdump_errno = errno;
+    }
+#ifdef MADV_NOHUGEPAGE
+    (void)madvise(base, size, MADV_NOHUGEPAGE);
+#endif
+    lock_best_effort(base, size);
+    if (pthread_key_create(&registry_key, registry_thread_end) != 0) {
+        reserve_errno = EAGAIN;
+        return 0;
+    }
+    if (!_mi_manage_os_memory_pinned(base, size, -1, &secret_arena)) {
+        reserve_errno = ENOMEM;
+        return 0;
+    }
+    _PySecret_range.base = (uintptr_t)base;
+    _Py_atomic_store_uintptr_release(&_PySecret_range.size, (uintptr_t)size);
+    (void)pthread_atfork(NULL, NULL, atfork_child);
+    (void)Py_AtExit(shutdown_zero);
+    return 0;
+}
+
+int
+_PySecretHeap_EnsureReserved(void)
+{
+    if (_Py_atomic_load_uintptr_acquire(&_PySecret_range.size) != 0) {
+        return 0;
+    }
+    _PyOnceFlag_CallOnce(&reserve_once, reserve, NULL);
+    if (_PySecret_range.size == 0) {
+        errno = reserve_errno;
+        PyErr_Format(PyExc_MemoryError,
+                     "secret.do(): cannot reserve the secret heap (%s)",
+                     strerror(reserve_errno ? reserve_errno : ENOMEM));
+        return -1;
+    }
+    return 0;
+}
+
+/* --- allocation ------------------------------------------------------ */
+
+static mi_heap_t *
+thread_heap(void)
+{
+    mi_heap_t *h = (mi_heap_t *)_PySecret_tls.heap;
+    if (h == NULL) {
+        if (_PySecret_range.size == 0) {
+            return NULL;
+        }
+        h = mi_heap_new_in_arena(secret_arena);
+        if (h == NULL) {
+            return NULL;
+        }
+        _PySecret_tls.heap = h;
+        _Py_atomic_add_int64(&heap_threads, 1);
+    }
+    return h;
+}
+
+static inline size_t
+round16(size_t n)
+{
+    return n <= SIZE_MAX - 15 ? (n + 15) & ~(size_t)15 : n;
+}
+
+static inline void *
+counted(void *p)
+{
+    count_thread();
+    if (p == NULL) {
+        BUMP(exhausted, 1);
+        return NULL;
+    }
+    BUMP(live_bytes, mi_usable_size(p));
+    BUMP(live_blocks, 1);
+    BUMP(allocations, 1);
+    return p;
+}
+
+void *
+_PySecretHeap_Malloc(size_t n)
+{
+    mi_heap_t *h = thread_heap();
+    if (h == NULL) {
+        return counted(NULL);
+    }
+    return counted(mi_heap_malloc(h, round16(n ? n : 1)));
+}
+
+void *
+_PySecretHeap_Calloc(size_t nelem, size_t elsize)
+{
+    if (elsize != 0 && nelem > SIZE_MAX / elsize) {
+        return NULL;
+    }
+    mi_heap_t *h = thread_heap();
+    if (h == NULL) {
+        return counted(NULL);
+    }
+    size_t n = nelem * elsize;
+    return counted(mi_heap_zalloc(h, round16(n ? n : 1)));
+}
+
+void
+_PySecretHeap_Free(void *p)
+{
+    size_t n = mi_usable_size(p);
+    explicit_bzero(p, n);
+    count_thread();
+    BUMP(live_bytes, -(int64_t)n);
+    BUMP(live_blocks, -1);
+    BUMP(zeroed_bytes, n);
+    BUMP(frees, 1);
+    mi_free(p);
+}
+
+void *
+_PySecretHeap_Realloc(void *p, size_t n)
+{
+    size_t usable = mi_usable_size(p);
+    if (n <= usable && n >= usable / 2) {
+        /* In place; the tail is zeroed when the block is freed. */
+        return p;
+    }
+    /* Never mi_realloc(): it frees the old block unzeroed. A growing
+     * block grows by half at least, so that a container grown step by
+     * step (bytearray, list) is not copied and zeroed at every step
+     * (outside do, glibc often grows such blocks in place). */
+    size_t want = n;
+    if (n > usable && usable >= 512 && n < usable + usable / 2) {
+        want = usable + usable / 2;
+    }
+    void *q = _PySecretHeap_Malloc(want);
+    if (q == NULL) {
+        return NULL;
+    }
+    memcpy(q, p, Py_MIN(usable, n));
+    _PySecretHeap_Free(p);
+    return q;
+}
+
+void *
+_PySecretHeap_Adopt(void *p, size_t old_size, size_t n,
+                    void (*free_old)(void *))
+{
+    void *q = _PySecretHeap_Malloc(n);
+    if (q == NULL) {
+        return NULL;
+    }
+    memcpy(q, p, Py_MIN(old_size, n));
+    explicit_bzero(p, old_size);
+    BUMP(zeroed_bytes, old_size);
+    free_old(p);
+    return q;
+}
+
+/* --- threads and shutdown -------------------------------------------- */
+
+void
+_PySecretHeap_ThreadDone(void)
+{
+    mi_heap_t *h = (mi_heap_t *)_PySecret_tls.heap;
+    _PySecret_tls.mode = 0;
+    if (h == NULL) {
+        return;
+    }
+    _PySecret_tls.heap = NULL;
+    /* Pages with live blocks go whole to mimalloc's abandoned pool (a
+     * secret segment only holds secret pages), where only a secret heap
+     * may reclaim them; then the empty heap is deleted. Never
+     * mi_heap_destroy() (frees live blocks) and never a plain
+     * mi_heap_delete() (moves secret pages into the ordinary heap). */
+    _mi_heap_collect_abandon(h);
+    mi_heap_delete(h);
+    _Py_atomic_add_int64(&heap_threads, -1);
+}
+
+static bool
+zero_visitor(const mi_heap_t *heap, const mi_heap_area_t *area, void *block,
+             size_t size, void *arg)
+{
+    (void)heap;
+    (void)area;
+    if (block != NULL && _PySecret_IsSecret(block)) {
+        explicit_bzero(block, size);
+        *(uint64_t *)arg += size;
+    }
+    return true;
+}
+
+/* Py_AtExit: the interpreter is gone; zero the secret blocks still live in
+ * this thread's heap and in abandoned secret segments. They stay allocated
+ * (a late free still works). */
+static void
+shutdown_zero(void)
+{
+    uint64_t n = 0;
+    mi_heap_t *h = (mi_heap_t *)_PySecret_tls.heap;
+    if (h != NULL) {
+        mi_heap_visit_blocks(h, true, zero_visitor, &n);
+    }
+    _mi_abandoned_pool_visit_blocks(&_mi_abandoned_default, 0, true,
+                                    zero_visitor, &n);
+    count_thread();
+    BUMP(zeroed_bytes, n);
+}
+
+/* --- introspection --------------------------------------------------- */
+
+static size_t
+resident_bytes(void)
+{
+    enum { BATCH = 4096 };
+    unsigned char vec[BATCH];
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t total = 0;
+    char *p = (char *)_PySecret_range.base;
+    char *end = p + _PySecret_range.size;
+    while (p < end) {
+        size_t n = (size_t)(end - p) / page;
+        if (n > BATCH) {
+            n = BATCH;
+        }
+        if (mincore(p, n * page, vec) != 0) {
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            total += (vec[i] & 1) * page;
+        }
+        p += n * page;
+    }
+    return total;
+}
+
+PyObject *
+_PySecretHeap_Info(void)
+{
+    int reserved = _PySecret_range.size != 0;
+    counters sum = {0};
+    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
+    fold(&sum, &retired);
+    for (counters *c = registry; c != NULL; c = c->next) {
+        fold(&sum, c);
+    }
+    PyMutex_Unlock(&registry_mutex);
+    const char *lock_err = flags.lock_errno && flags.locked_bytes
+                                                 < _PySecret_range.size
+                           ? strerrorname_np(flags.lock_errno) : NULL;
+    return Py_BuildValue(
+        "{s:n,s:K,s:n,s:L,s:L,s:K,s:K,s:K,s:K,s:n,s:O,s:n,s:s,s:O,s:L}",
+        "reserved", (Py_ssize_t)_PySecret_range.size,
+        "base", (unsigned long long)_PySecret_range.base,
+        "committed", (Py_ssize_t)(reserved ? resident_bytes() : 0),
+        "live_bytes", (long long)sum.live_bytes,
+        "live_blocks", (long long)sum.live_blocks,
+        "zeroed_bytes", (unsigned long long)sum.zeroed_bytes,
+        "allocations", (unsigned long long)sum.allocations,
+        "frees", (unsigned long long)sum.frees,
+        "exhausted", (unsigned long long)sum.exhausted,
+        "locked_bytes", (Py_ssize_t)flags.locked_bytes,
+        "locked", (reserved && flags.locked_bytes) ? Py_True : Py_False,
+        "lock_limit", (Py_ssize_t)(flags.lock_limit == SIZE_MAX
+                                   ? -1 : (Py_ssize_t)flags.lock_limit),
+        "lock_error", lock_err,
+        "dontdump", (reserved && flags.dontdump) ? Py_True : Py_False,
+        "threads", (long long)_Py_atomic_load_int64(&heap_threads));
+}
+
+#else  /* !_Py_SECRET_HEAP: fallback mode */
+
+int
+_PySecretHeap_EnsureReserved(void)
+{
+    return 0;
+}
+
+void
+_PySecretHeap_ThreadDone(void)
+{
+}
+
+PyObject *
+_PySecretHeap_Info(void)
+{
+    return Py_BuildValue(
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:O,s:O,s:i}",
+        "reserved", 0, "base", 0, "committed", 0, "live_bytes", 0,
+        "live_blocks", 0, "zeroed_bytes", 0, "allocations", 0, "frees", 0,
+        "exhausted", 0, "locked_bytes", 0, "locked", Py_False,
+        "lock_limit", 0, "lock_error", Py_None, "dontdump", Py_False,
+        "threads", 0);
+}
+
+#endif

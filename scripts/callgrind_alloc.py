@@ -1,0 +1,16 @@
+# Allocation-heavy loop: objects of many kinds made and freed (free lists,
+# pymalloc, raw blocks > 512 B, realloc of growing containers).
+def work(n):
+    total = 0.0
+    for i in range(n):
+        t = (i, i + 1, i + 2)
+        l = [i, t, str(i)]
+        d = {"a": i, "b": l}
+        f = float(i) * 1.5 + 0.25
+        b = bytes(600)
+        s = "x%d" % i
+        ba = bytearray(b"abc")
+        ba += b"defghijk" * 8
+        total += f + len(s) + len(d) + len(b) + len(ba)
+    return total
+work(200000)

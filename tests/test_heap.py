@@ -1,0 +1,306 @@
+"""The secret heap (spec §3.4): every block allocated in secret mode lives in
+one reserved range, is zeroed when freed (whichever thread frees it), is
+excluded from core dumps and locked against swap where allowed, and running
+out of it raises MemoryError.
+
+Each erasure case has a control: the same steps without secret.do must
+find the random data in the freed block, else the case proves nothing.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import secret
+
+_testsecret = pytest.importorskip("_testsecret")
+T = _testsecret
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROBE = os.path.join(HERE, "heap_probe.py")
+
+# glibc: keep large freed blocks mapped (below 32 MiB), so the control can
+# find them; the secret heap does not depend on it.
+GLIBC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
+              "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+              # PYTHONMALLOC=mimalloc: never purge freed pages (a purge
+              # zeroes them after 10 ms, so a slow control found nothing)
+              "MIMALLOC_PURGE_DELAY": "-1"}
+
+
+def run_probe(pymalloc=None, *args):
+    """Run heap_probe.py under PYTHONMALLOC=pymalloc (None: default);
+    args go to the interpreter (e.g. -X tracemalloc=5)."""
+    env = dict(os.environ, **GLIBC_KEEP)
+    env.pop("PYTHONMALLOC", None)
+    # meson test sets MALLOC_PERTURB_: glibc would then fill freed blocks
+    # itself and the control would prove nothing.
+    env.pop("MALLOC_PERTURB_", None)
+    if pymalloc:
+        env["PYTHONMALLOC"] = pymalloc
+    r = subprocess.run([sys.executable, *args, PROBE], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+_cache = {}
+
+
+def probe(pymalloc=None):
+    if pymalloc not in _cache:
+        _cache[pymalloc] = run_probe(pymalloc)
+    return _cache[pymalloc]
+
+
+SIZES = ["tiny", "pymalloc_64", "pymalloc_256", "pymalloc_512", "gt_512",
+         "page", "gt_256k", "mib_4"]
+CASES = ([(d, p) for d in ("raw", "mem", "obj")
+          for p in ("inside", "after", "thread")]
+         + [("bytes", "refcount"), ("bytes", "gc")])
+
+
+def check(results, size, domain, path, control=True):
+    key = "%s/%s/%s" % (size, domain, path)
+    c_hits, c_total, c_secret = results["control/" + key]
+    p_hits, p_total, p_secret = results["protected/" + key]
+    assert c_total > 0 and p_total > 0
+    # The control finds the data it freed: the case can fail.
+    if control:
+        assert c_hits > 0, ("control found nothing", key,
+                            results["control/" + key])
+    assert not c_secret
+    # Protected: the block was secret and nothing of the data is left.
+    assert p_secret, key
+    assert p_hits == 0, (key, p_hits, p_total)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("domain,path", CASES)
+def test_freed_secret_block_is_zero(size, domain, path):
+    check(probe(), size, domain, path)
+
+
+def test_heap_info_and_counters():
+    info0 = secret.heap_info()
+    keys = {"reserved", "base", "committed", "live_bytes", "live_blocks",
+            "zeroed_bytes", "allocations", "frees", "exhausted", "locked",
+            "locked_bytes", "lock_limit", "lock_error", "dontdump",
+            "threads"}
+    assert keys <= set(info0)
+    data = os.urandom(1000)
+
+    def f():
+        a = T.alloc_block("mem", data)
+        mid = secret.heap_info()
+        T.free_block("mem", a)
+        return a, mid
+
+    addr, mid = secret.do(f)
+    info = secret.heap_info()
+    assert info["reserved"] >= 64 << 20
+    assert info["base"] <= addr < info["base"] + info["reserved"]
+    assert info["base"] % (32 << 20) == 0
+    assert mid["live_blocks"] >= 1
+    assert info["zeroed_bytes"] >= info0["zeroed_bytes"] + 1000
+    assert info["allocations"] > info0["allocations"]
+    assert info["committed"] > 0
+    assert info["dontdump"] is True
+
+
+def test_outside_do_nothing_is_secret():
+    secret.do(lambda: None)  # reserved
+    info = secret.heap_info()
+    lo, hi = info["base"], info["base"] + info["reserved"]
+    b = os.urandom(100) + b"x"
+    assert not lo <= T.buffer_address(b) < hi
+    a = T.alloc_block("raw", b)
+    try:
+        assert not lo <= a < hi
+    finally:
+        T.free_block("raw", a)
+
+
+def smaps_flags(base):
+    with open("/proc/self/smaps") as f:
+        lines = f.read().splitlines()
+    flags = []
+    inside = False
+    for line in lines:
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= base < hi
+        elif inside and line.startswith("VmFlags:"):
+            flags = line.split()[1:]
+    return flags
+
+
+def test_smaps_dontdump_and_locked():
+    secret.do(lambda: bytes(os.urandom(100)))
+    info = secret.heap_info()
+    flags = smaps_flags(info["base"])
+    assert "dd" in flags, flags
+    if info["locked"]:
+        assert "lo" in flags, flags
+    # Ordinary memory is dumped as before (the control).
+    b = os.urandom(1 << 20)
+    assert "dd" not in smaps_flags(T.buffer_address(b))
+
+
+def test_exhaustion_raises_memory_error_and_recovers():
+    code = r"""
+import os, secret
+def big():
+    return bytearray(os.urandom(1)) * (200 << 20)
+try:
+    secret.do(big)
+except MemoryError:
+    print("memoryerror")
+info = secret.heap_info()
+assert info["reserved"] == 64 << 20, info
+assert info["exhausted"] >= 1, info
+# do() works again, and what it made is still secret
+x = secret.do(lambda: bytes(os.urandom(1000)))
+import _testsecret
+a = _testsecret.buffer_address(x)
+assert info["base"] <= a < info["base"] + info["reserved"]
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-X", "secret_heap_size=64M", "-c",
+                        code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["memoryerror", "ok"]
+
+
+def test_heap_size_from_environment():
+    code = "import secret; secret.do(int); print(secret.heap_info()['reserved'])"
+    env = dict(os.environ, PYTHONSECRETHEAPSIZE="96M")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == 96 << 20
+    # -E ignores the environment: the default size.
+    r = subprocess.run([sys.executable, "-E", "-c", code],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert int(r.stdout) == 1 << 30
+
+
+def _read(addr, n, buf=None):
+    """Read n bytes at addr. Pass buf (a bytearray of n bytes made before
+    the block was freed) when addr may be free: a new buffer could take its
+    place."""
+    if buf is None:
+        buf = bytearray(n)
+    with open("/proc/self/mem", "rb", buffering=0) as f:
+        try:
+            f.seek(addr)
+            got = f.readinto(buf)
+        except OSError:
+            got = 0
+    return bytes(buf) if got == n else b""
+
+
+REALLOC_CHILD = r"""
+import os, struct, sys, secret, _testsecret as T
+protect = sys.argv[1] == "1"
+MEM = open("/proc/self/mem", "rb", buffering=0)
+
+def read(addr, buf):
+    try:
+        MEM.seek(addr)
+        return buf if MEM.readinto(buf) == len(buf) else b""
+    except OSError:
+        return b""
+
+chunk = os.urandom(4096)
+item = object()
+mark = struct.pack("<Q", id(item)) * 2    # list items: pointers
+
+def grow(addrs, laddrs):
+    ba = bytearray()
+    lst = []
+    for _ in range(64):
+        ba += chunk
+        addrs.append(T.buffer_address(ba))
+        lst.extend([item] * 512)
+        laddrs.append(T.buffer_address(lst))
+
+addrs, laddrs = [], []
+buf = bytearray(4096)
+(secret.do if protect else (lambda f, *a: f(*a)))(grow, addrs, laddrs)
+ba_hits = sum(bytes(read(a, buf)).count(chunk[16:48]) for a in set(addrs))
+l_hits = sum(bytes(read(a, buf)).count(mark) for a in set(laddrs))
+print(ba_hits, l_hits)
+"""
+
+
+@pytest.mark.parametrize("protect", [False, True])
+def test_realloc_growing_bytearray_and_list_leaves_no_old_copy(protect):
+    env = dict(os.environ, **GLIBC_KEEP)
+    env.pop("MALLOC_PERTURB_", None)
+    r = subprocess.run([sys.executable, "-c", REALLOC_CHILD,
+                        "1" if protect else "0"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    ba_hits, l_hits = map(int, r.stdout.split())
+    if protect:
+        assert (ba_hits, l_hits) == (0, 0)
+    else:
+        assert ba_hits > 0 and l_hits > 0, "control: old copies remain"
+
+
+PRE_DO_REALLOC_CHILD = r"""
+import os, sys, secret, _testsecret as T
+protect = sys.argv[1] == "1"
+MEM = open("/proc/self/mem", "rb", buffering=0)
+secret.do(int)
+info = secret.heap_info()
+lo, hi = info["base"], info["base"] + info["reserved"]
+out = []
+for domain in ("raw", "mem", "obj"):
+    data = os.urandom(2000)
+    buf = bytearray(2000)
+    a = T.alloc_block(domain, data)          # made before do: ordinary
+    assert not lo <= a < hi
+    if protect:
+        b = secret.do(T.realloc_block, domain, a, 100000)
+    else:
+        b = T.realloc_block(domain, a, 100000)
+    MEM.seek(a)
+    MEM.readinto(buf)
+    old = bytes(buf).count(data[64:96])      # old copy (glibc writes 0-32)
+    MEM.seek(b)
+    MEM.readinto(buf)
+    moved_ok = bytes(buf) == data            # content moved along
+    secret_b = lo <= b < hi
+    c = T.realloc_block(domain, b, 300000)   # outside do
+    secret_c = lo <= c < hi
+    T.free_block(domain, c)
+    out.append("%s:%d:%d:%d:%d" % (domain, old, moved_ok, secret_b, secret_c))
+print(" ".join(out))
+"""
+
+
+@pytest.mark.parametrize("protect", [False, True])
+def test_realloc_of_pre_do_block(protect):
+    # In do, realloc of an ordinary block moves it into the secret heap and
+    # zeroes the old copy; a secret block reallocated after do stays secret.
+    # Control: plain realloc leaves the data at the old address.
+    env = dict(os.environ, **GLIBC_KEEP)
+    env.pop("MALLOC_PERTURB_", None)
+    r = subprocess.run([sys.executable, "-c", PRE_DO_REALLOC_CHILD,
+                        "1" if protect else "0"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for item in r.stdout.split():
+        domain, old, moved_ok, secret_b, secret_c = item.split(":")
+        assert moved_ok == "1", item
+        if protect:
+            assert (old, secret_b, secret_c) == ("0", "1", "1"), item
+        else:
+            assert old != "0", ("control: the old copy remains", item)
+            assert (secret_b, secret_c) == ("0", "0"), item

@@ -646,7 +646,8 @@ atexit_probe_run(void)
     int fd = open("/proc/self/mem", O_RDONLY);
     char *buf = malloc(probe.size);
     if (fd >= 0 && buf != NULL
-        && pread(fd, buf, probe.size, (off_t)probe.addr) == (ssize_t)probe.size)
+        && pread(fd, buf, probe.size, (off_t)probe.addr)
+           == (ssize_t)probe.size)
     {
         count = 0;
         for (size_t i = 0; i + probe.nlen <= probe.size; i++) {
@@ -726,7 +727,8 @@ static PyMethodDef testsecret_methods[] = {
     {"atexit_probe", atexit_probe, METH_VARARGS,
      "atexit_probe(addr, size, needle, path): count needle there at exit"},
     {"alloc_block", alloc_block, METH_VARARGS,
-     "alloc_block(domain, data) -> address of a raw/mem/obj block holding data"},
+     "alloc_block(domain, data) -> address of a raw/mem/obj block "
+     "holding data"},
     {"realloc_block", realloc_block, METH_VARARGS,
      "realloc_block(domain, address, n) -> new address"},
     {"free_block", free_block, METH_VARARGS,

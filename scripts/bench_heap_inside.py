@@ -12,7 +12,7 @@ import secret
 
 DOC = json.dumps({"items": [{"id": i, "name": "n%05d" % i,
                              "tags": ["a", "b", "c"], "v": i * 0.5}
-                            for i in range(600)]})
+                            for i in range(750)]})
 
 
 def j():
@@ -23,12 +23,15 @@ def d():
     return len({str(i) * 3: i for i in range(10000)})
 
 
-def b():
-    ba = bytearray()
-    chunk = b"x" * 1024
-    for _ in range(1024):
-        ba += chunk
-    return len(ba)
+def grow(step):
+    """Grow a bytearray to 1 MiB by appends of step bytes."""
+    def b():
+        ba = bytearray()
+        chunk = b"x" * step
+        for _ in range((1 << 20) // step):
+            ba += chunk
+        return len(ba)
+    return b
 
 
 def best(fn, n=30):
@@ -42,8 +45,10 @@ def best(fn, n=30):
 
 def main():
     print("document: %d bytes" % len(DOC))
-    for name, fn in (("json.loads 50KB", j), ("dict 10k str", d),
-                     ("bytearray to 1MiB", b)):
+    cases = [("json.loads 50KB", j), ("dict 10k str", d)]
+    cases += [("bytearray 1MiB/%dB" % step, grow(step))
+              for step in (64, 256, 1024, 4096, 65536)]
+    for name, fn in cases:
         out = best(fn)
         ins = best(lambda: secret.do(fn))
         print("%-20s outside %8.1f us  inside %8.1f us  ratio %.2f"

@@ -304,3 +304,111 @@ def test_realloc_of_pre_do_block(protect):
         else:
             assert old != "0", ("control: the old copy remains", item)
             assert (secret_b, secret_c) == ("0", "0"), item
+
+
+GROW_CHILD = r"""
+import os, sys, secret, _testsecret as T
+protect = sys.argv[1] == "1"
+MEM = open("/proc/self/mem", "rb", buffering=0)
+secret.do(int)
+
+def read(addr, buf):
+    try:
+        MEM.seek(addr)
+        return bytes(buf) if MEM.readinto(buf) == len(buf) else b""
+    except OSError:
+        return b""
+
+chunk = sys.stdin.buffer.read(4096)          # the secret, from a pipe
+probe = chunk[100:132]
+CHUNKS = 1024                                # 4 MiB in all
+
+def grow():
+    ba = bytearray()
+    addrs = []
+    for _ in range(CHUNKS):
+        ba += chunk
+        addrs.append(T.buffer_address(ba))
+    headroom = secret.heap_info()["headroom_blocks"]
+    # Shrink it a lot: the big block is given up, its content moves.
+    last = addrs[-1]
+    del ba[4096:]
+    return ba, addrs, last, T.buffer_address(ba), headroom
+
+info0 = secret.heap_info()
+if protect:
+    ba, addrs, last, small, headroom = secret.do(grow)
+else:
+    ba, addrs, last, small, headroom = grow()
+info1 = secret.heap_info()
+moves = len(set(addrs))
+buf = bytearray(4 << 20)
+old_big = read(last, buf).count(probe)       # the 4 MiB block, given up
+kept = bytes(ba) == chunk
+del ba
+moved = sum(read(a, bytearray(4096)).count(probe) for a in set(addrs))
+grown = info1["committed"] - info0["committed"]
+print(moves, headroom, old_big, int(kept), moved, grown >> 20)
+"""
+
+
+@pytest.mark.parametrize("protect", [False, True])
+def test_large_growth_in_place_with_untouched_headroom(protect):
+    # A bytearray grown to 4 MiB in do: its block gets headroom, so it is
+    # moved (copied and zeroed) a few times, not at every 1.5x growth; the
+    # headroom is never touched (resident memory grows by about the data,
+    # not by the 64 MiB reserved), and the block given up when it shrinks
+    # is zero. Control: outside do the old block keeps the data.
+    env = dict(os.environ, **GLIBC_KEEP)
+    env.pop("MALLOC_PERTURB_", None)
+    r = subprocess.run([sys.executable, "-c", GROW_CHILD,
+                        "1" if protect else "0"], input=os.urandom(4096),
+                       capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    moves, headroom, old_big, kept, moved, grown_mib = map(
+        int, r.stdout.split())
+    assert kept == 1
+    if protect:
+        # 1.5x steps from 4 KiB to 4 MiB would be ~18 blocks.
+        assert moves <= 12, moves
+        assert headroom >= 1
+        assert (old_big, moved) == (0, 0)
+        assert grown_mib < 32, grown_mib
+    else:
+        assert headroom == 0
+        assert old_big > 0, "control: the given-up block keeps the data"
+
+
+MANY_GROW_CHILD = r"""
+import sys, secret
+chunk = sys.stdin.buffer.read(1024)
+
+def f():
+    bufs = [bytearray() for _ in range(24)]
+    most = 0
+    for _ in range(1024):                    # 24 buffers of 1 MiB
+        for b in bufs:
+            b += chunk
+        most = max(most, secret.heap_info()["headroom_blocks"])
+    ok = all(b == chunk * 1024 for b in bufs)
+    return ok, most
+
+ok, most = secret.do(f)
+info = secret.heap_info()
+print(int(ok), most, info["headroom_blocks"], info["live_bytes"] < (1 << 20))
+"""
+
+
+def test_headroom_is_bounded_in_a_small_heap():
+    # 24 buffers growing at once in a 64 MiB heap: headroom holds at most a
+    # quarter of it, the rest grow by half as before; all succeed, and no
+    # headroom block outlives its buffer.
+    r = subprocess.run([sys.executable, "-X", "secret_heap_size=64M", "-c",
+                        MANY_GROW_CHILD], input=os.urandom(1024),
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    ok, most, left, small = r.stdout.split()
+    assert ok == b"1"
+    # 16 MiB of headroom budget, 4 MiB (a sixteenth) per block at most.
+    assert 1 <= int(most) < 24, most
+    assert left == b"0" and small == b"True"

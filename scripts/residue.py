@@ -224,13 +224,25 @@ class Secret:
 
     def derived(self, spec):
         """Needles (raw and hex) for a value derived from the secret:
-        ("hmac", hash, msg) or ("pbkdf2", hash, salt, iterations)."""
-        kind, name = spec[0], spec[1]
-        mac = _HalfKeyedHMAC(name, self._h1, self._h2)
+        ("hmac", hash, msg), ("pbkdf2", hash, salt, iterations) or
+        ("dtoa", n): the number int.from_bytes(secret[:n], "big") as
+        dtoa's Bigint holds it (32-bit words, least significant first;
+        n a multiple of 4, at most half the secret)."""
+        kind = spec[0]
         if kind == "hmac":
-            value = mac.digest(spec[2])
+            value = _HalfKeyedHMAC(spec[1], self._h1, self._h2).digest(
+                spec[2])
         elif kind == "pbkdf2":
-            value = mac.pbkdf2(spec[2], spec[3])
+            value = _HalfKeyedHMAC(spec[1], self._h1, self._h2).pbkdf2(
+                spec[2], spec[3])
+        elif kind == "dtoa":
+            n = spec[1]
+            if n % 4 or not 8 <= n <= len(self._h1):
+                raise ValueError("dtoa: n must be a multiple of 4 in "
+                                 "8..%d" % len(self._h1))
+            # Little-endian words of a big-endian number: the bytes
+            # reversed (the top word is full: the secret is ASCII).
+            value = self._h1[:n][::-1]
         else:
             raise ValueError("unknown derivation %r" % (kind,))
         # The derived value exists whole here for a moment (it is computed
@@ -1004,8 +1016,8 @@ class Scenario:
     scanner: scenarios run only in the child). Module-level constants:
 
     FORMS          forms searched for besides BASE_FORMS (e.g. "int")
-    DERIVED        derived values to search for: ("hmac", hash, msg) or
-                   ("pbkdf2", hash, salt, iterations)
+    DERIVED        derived values to search for: ("hmac", hash, msg),
+                   ("pbkdf2", hash, salt, iterations) or ("dtoa", n)
     KEEP           True: the result stays alive, copies must be found
     CONTROL_FORMS  forms the control run must find (default: any copy)
     CONTROL_WHERE  categories the control run must find copies in

@@ -12,11 +12,11 @@ For each recycling type, three checks, each with its control:
   object made inside do lives in the secret heap.
 Plus the dict-keys free list, the in-place float reuse of
 BINARY_OP_*_FLOAT, and the two free lists Python cannot reach (object-stack
-chunks, async generator wrapped values) through _secret._test_recycle. Not
-tested directly: dtoa's Bigint pools (patch 0012).
+chunks, async generator wrapped values) through _secret._test_recycle.
+dtoa's Bigint pools are tested by the residue scenario dtoa_float.
 """
 
-import asyncio  # noqa: F401  (imports that allocate, before any test)
+import asyncio
 import contextvars
 import os
 import struct
@@ -71,6 +71,14 @@ def _asend():
     return ag.asend(None)
 
 
+_loop = asyncio.new_event_loop()
+_future = _loop.create_future()     # _asyncio.Future: its iterators pool
+
+
+def _futureiter():
+    return iter(_future)
+
+
 def _float():
     return struct.unpack("<d", os.urandom(7) + b"\x40")[0]
 
@@ -91,6 +99,7 @@ KINDS = {
     "slice": (lambda: slice(object(), object(), object()), 16, 24, True),
     "context": (contextvars.copy_context, 16, 24, False),
     "asend": (_asend, 16, 16, False),
+    "futureiter": (_futureiter, 16, 8, False),
     "memoryerror": (lambda: MemoryError(), 16, 8, False),
 }
 

@@ -29,6 +29,32 @@ def run_python(variant, code, *args, check=True, **kw):
     return r
 
 
+# /proc/self/mem fails (EIO) instead of faulting on an unmapped or
+# decommitted page: tests read freed blocks through it. Opened once, so a
+# read allocates nothing that could land on the block being read.
+_MEM = open("/proc/self/mem", "rb", buffering=0)
+
+
+def read_mem(addr, buf):
+    """The len(buf) bytes at addr, or b"" if unreadable. buf is a bytearray
+    made before the block at addr was freed (a new buffer could take its
+    place); an int n reads into a fresh bytearray(n)."""
+    if isinstance(buf, int):
+        buf = bytearray(buf)
+    try:
+        _MEM.seek(addr)
+        return bytes(buf) if _MEM.readinto(buf) == len(buf) else b""
+    except OSError:
+        return b""
+
+
+def in_secret_heap(addr):
+    """Whether addr is inside the secret heap's reserved range."""
+    import secret
+    info = secret.heap_info()
+    return info["base"] <= addr < info["base"] + info["reserved"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _on_experiment_interpreter():
     # The contract: tests run on the built experiment interpreter.

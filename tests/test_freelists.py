@@ -24,26 +24,12 @@ import struct
 import pytest
 
 import secret
+from conftest import in_secret_heap, read_mem
 
 T = pytest.importorskip("_testsecret")
 
 # asend objects are made and dropped unawaited on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
-
-
-def _read(addr, n):
-    fd = os.open("/proc/self/mem", os.O_RDONLY)
-    try:
-        return os.pread(fd, n, addr)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
-def _in_heap(addr):
-    info = secret.heap_info()
-    return info["base"] <= addr < info["base"] + info["reserved"]
 
 
 def _words(b):
@@ -52,7 +38,7 @@ def _words(b):
 
 def _left(addr, snap):
     """Nonzero words of snap still at addr."""
-    now = _read(addr, len(snap))
+    now = read_mem(addr, len(snap))
     return sum(1 for a, b in zip(_words(snap), _words(now))
                if a == b and a != b"\0" * 8)
 
@@ -110,7 +96,7 @@ def _made_and_freed(make, off, size, protect):
     def f():
         o = make()
         a = id(o)
-        return a, _read(a + off, size)
+        return a, read_mem(a + off, size)
     addr, snap = secret.do(f) if protect else f()
     return addr, snap
 
@@ -124,7 +110,7 @@ def test_secret_object_is_not_recycled(kind, protect):
     addr, snap = _made_and_freed(make, off, size, protect)
     again = make()
     if protect:
-        assert _in_heap(addr)
+        assert in_secret_heap(addr)
         assert id(again) != addr
     else:
         assert id(again) == addr, "control: the free list is not in use"
@@ -149,6 +135,7 @@ def test_secret_mode_pops_nothing(kind, protect):
     make, off, size, payload = KINDS[kind]
     for _ in range(3):
         make()              # free objects of this kind, outside do
+
     def body():
         return id(make())
     run = secret.do if protect else (lambda f: f())   # made before the del
@@ -157,7 +144,7 @@ def test_secret_mode_pops_nothing(kind, protect):
     del o                   # the head of the free list
     new = run(body)
     if protect:
-        assert _in_heap(new)
+        assert in_secret_heap(new)
     else:
         assert new == freed, "control: the free list is not in use"
 
@@ -165,25 +152,25 @@ def test_secret_mode_pops_nothing(kind, protect):
 def test_dict_keys_free_list():
     def keys_addr(d):
         # PyDictObject: refcnt, type, ma_used, ma_version_tag, ma_keys
-        return struct.unpack("<Q", _read(id(d) + 32, 8))[0]
+        return struct.unpack("<Q", read_mem(id(d) + 32, 8))[0]
 
     def f():
         d = _dict()
         k = keys_addr(d)
-        return k, _read(k, 120)
+        return k, read_mem(k, 120)
 
     for protect in (False, True):
         k, snap = secret.do(f) if protect else f()
         left = _left(k, snap)
         again = keys_addr(_dict())
         if protect:
-            assert _in_heap(k) and left == 0 and again != k
+            assert in_secret_heap(k) and left == 0 and again != k
         else:
             assert left > 0 and again == k, "control: keys free list"
     # secret mode pops no keys object
     _dict()
     k = secret.do(lambda: keys_addr(_dict()))
-    assert _in_heap(k)
+    assert in_secret_heap(k)
 
 
 def _reuse(values):
@@ -200,7 +187,7 @@ def test_float_in_place_reuse(protect):
     old = id(values[0])
     new = secret.do(_reuse, values) if protect else _reuse(values)
     if protect:
-        assert _in_heap(new) and new != old
+        assert in_secret_heap(new) and new != old
     else:
         assert new == old, "control: the float is reused in place"
 
@@ -215,7 +202,7 @@ def test_internal_free_lists(kind):
     assert recycle(kind) == a, "control: the free list is not in use"
     # secret mode pops nothing: the block just pushed is not reused
     b = secret.do(recycle, kind)
-    assert b != a and _in_heap(b)
+    assert b != a and in_secret_heap(b)
     # a secret block is never pushed: the next one outside do is another
     c = recycle(kind)
-    assert c != b and not _in_heap(c)
+    assert c != b and not in_secret_heap(c)

@@ -177,7 +177,8 @@ print("ok")
 
 
 def test_heap_size_from_environment():
-    code = "import secret; secret.do(int); print(secret.heap_info()['reserved'])"
+    code = ("import secret; secret.do(int); "
+            "print(secret.heap_info()['reserved'])")
     env = dict(os.environ, PYTHONSECRETHEAPSIZE="96M")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True,
                        text=True, env=env, timeout=60)
@@ -187,21 +188,6 @@ def test_heap_size_from_environment():
     r = subprocess.run([sys.executable, "-E", "-c", code],
                        capture_output=True, text=True, env=env, timeout=60)
     assert int(r.stdout) == 1 << 30
-
-
-def _read(addr, n, buf=None):
-    """Read n bytes at addr. Pass buf (a bytearray of n bytes made before
-    the block was freed) when addr may be free: a new buffer could take its
-    place."""
-    if buf is None:
-        buf = bytearray(n)
-    with open("/proc/self/mem", "rb", buffering=0) as f:
-        try:
-            f.seek(addr)
-            got = f.readinto(buf)
-        except OSError:
-            got = 0
-    return bytes(buf) if got == n else b""
 
 
 REALLOC_CHILD = r"""

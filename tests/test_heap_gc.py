@@ -10,18 +10,9 @@ import os
 import pytest
 
 import secret
+from conftest import read_mem
 
 T = pytest.importorskip("_testsecret")
-
-MEM = open("/proc/self/mem", "rb", buffering=0)
-
-
-def _read(addr, buf):
-    try:
-        MEM.seek(addr)
-        return bytes(buf) if MEM.readinto(buf) == len(buf) else b""
-    except OSError:
-        return b""
 
 
 @pytest.fixture
@@ -43,7 +34,7 @@ def _cycle(data, promote):
 
 
 def _found(addr, data, buf):
-    return _read(addr, buf).count(data[16:48])
+    return read_mem(addr, buf).count(data[16:48])
 
 
 @pytest.mark.parametrize("promote", [False, True])

@@ -12,22 +12,9 @@ import threading
 import pytest
 
 import secret
+from conftest import in_secret_heap, read_mem
 
 T = pytest.importorskip("_testsecret")
-
-
-def _in_heap(addr):
-    info = secret.heap_info()
-    return info["base"] <= addr < info["base"] + info["reserved"]
-
-
-def _read(addr, buf):
-    with open("/proc/self/mem", "rb", buffering=0) as f:
-        try:
-            f.seek(addr)
-            return bytes(buf) if f.readinto(buf) == len(buf) else b""
-        except OSError:
-            return b""
 
 
 def _thread_made(data, inherit):
@@ -57,14 +44,14 @@ def test_inherited_thread_allocates_secretly(inherit):
     threads0 = secret.heap_info()["threads"]
     out = _thread_made(data, inherit)
     assert out["enabled"] is inherit
-    assert _in_heap(out["addr"]) is inherit
+    assert in_secret_heap(out["addr"]) is inherit
     # the thread ended: its heap was handed back
     assert secret.heap_info()["threads"] == threads0
     # free, after the thread ended, on this thread
     addr = out["addr"]
     buf = bytearray(len(data))
     del out
-    left = _read(addr, buf).count(data[16:48])
+    left = read_mem(addr, buf).count(data[16:48])
     if inherit:
         assert left == 0
     else:

@@ -10,24 +10,11 @@ import types
 import pytest
 
 import secret
+from conftest import in_secret_heap, read_mem
 
 T = pytest.importorskip("_testsecret")
 
 IMMORTAL = 1 << 30          # an immortal object's refcount is above this
-
-
-def _read(addr, buf):
-    with open("/proc/self/mem", "rb", buffering=0) as f:
-        try:
-            f.seek(addr)
-            return bytes(buf) if f.readinto(buf) == len(buf) else b""
-        except OSError:
-            return b""
-
-
-def _in_heap(addr):
-    info = secret.heap_info()
-    return info["base"] <= addr < info["base"] + info["reserved"]
 
 
 def _secret_name():
@@ -48,7 +35,7 @@ def test_compile_names_are_interned_but_not_immortal(protect):
     name, refs, interned = run(_compiled_name, src)
     assert interned
     if protect:
-        assert _in_heap(id(name))
+        assert in_secret_heap(id(name))
         assert refs < IMMORTAL
     else:
         assert refs >= IMMORTAL, "control: implicit interning immortalizes"
@@ -72,11 +59,11 @@ def test_secret_attribute_name_zeroed_with_its_object(protect):
     run = secret.do if protect else (lambda f, *a: f(*a))
     addr, interned = run(_setattr_name, o, hexpart)
     assert interned
-    assert needle in _read(addr, buf)      # alive: readable
+    assert needle in read_mem(addr, buf)      # alive: readable
     # last referrer of the name (the type attribute cache does not keep a
     # secret name: patch 0015; it does keep the control's)
     del o
-    left = _read(addr, buf).count(needle)
+    left = read_mem(addr, buf).count(needle)
     if protect:
         assert left == 0
     else:
@@ -86,8 +73,8 @@ def test_secret_attribute_name_zeroed_with_its_object(protect):
 def test_utf8_cache_of_secret_string_is_secret():
     # non-ASCII: the UTF-8 form is a separate cache, filled on demand
     s = secret.do(lambda: "\u00e9" + os.urandom(16).hex())
-    assert _in_heap(id(s))
-    assert _in_heap(T.utf8_address(s))      # filled here, after do
+    assert in_secret_heap(id(s))
+    assert in_secret_heap(T.utf8_address(s))      # filled here, after do
     # control: an ordinary string's cache is ordinary memory
     t = "\u00e9" + os.urandom(16).hex()
-    assert not _in_heap(T.utf8_address(t))
+    assert not in_secret_heap(T.utf8_address(t))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark secret.do()'s cost with pyperf on the experiment interpreter.
 #   scripts/bench.sh [OUT.json] [pyperf options, e.g. --fast]
+#   scripts/bench.sh heap [OUT.json] [pyperf options]: work in do vs outside
 # Makes cpython-build/venv/bench (pyperf, cryptography) the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,13 @@ venv=cpython-build/venv/bench
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q -r scripts/requirements-bench.txt
+fi
+if [ "${1:-}" = heap ]; then
+  shift
+  out=${1:-bench-heap-inside.json}
+  shift || true
+  rm -f "$out"
+  exec "$venv/bin/python" scripts/bench_heap_inside.py -o "$out" "$@"
 fi
 out=${1:-bench-do.json}
 shift || true

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Work inside secret.do() vs the same work outside (spec §4: at most 1.5x).
-Prints min-of-N timings and the ratio for: json.loads of a ~50 KB document,
-a dict of 10 000 str, growing a bytearray to 1 MiB. Run on the experiment
-interpreter; timings are informative, never asserted in tests."""
+"""Work inside secret.do() vs the same work outside (spec §4: at most 1.5x),
+with pyperf, both in one run:
+
+  scripts/bench.sh heap [OUT.json] [pyperf options, e.g. --fast]
+
+json.loads of a 50 KB document, a dict of 10 000 str, and a bytearray grown
+to 1 MiB by appends of 64 B to 64 KiB. Prints the ratio of means and of
+minima for each pair. Informative: never asserted in tests.
+"""
 
 import json
-import os
-import time
+
+import pyperf
 
 import secret
 
@@ -34,25 +39,38 @@ def grow(step):
     return b
 
 
-def best(fn, n=30):
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def timed(func, *args):
+    def time_func(loops):
+        t0 = pyperf.perf_counter()
+        for _ in range(loops):
+            func(*args)
+        return pyperf.perf_counter() - t0
+    return time_func
 
 
 def main():
-    print("document: %d bytes" % len(DOC))
+    runner = pyperf.Runner()
+    runner.metadata["description"] = "work in secret.do() vs outside"
     cases = [("json.loads 50KB", j), ("dict 10k str", d)]
     cases += [("bytearray 1MiB/%dB" % step, grow(step))
               for step in (64, 256, 1024, 4096, 65536)]
+    rows = []
     for name, fn in cases:
-        out = best(fn)
-        ins = best(lambda: secret.do(fn))
-        print("%-20s outside %8.1f us  inside %8.1f us  ratio %.2f"
-              % (name, out * 1e6, ins * 1e6, ins / out))
+        out = runner.bench_time_func(name, timed(fn))
+        ins = runner.bench_time_func("do(%s)" % name, timed(secret.do, fn))
+        if out is not None and ins is not None:     # the manager process
+            rows.append((name, out, ins))
+    if rows:
+        print()
+        print("document: %d bytes" % len(DOC))
+        print("| work | outside (mean) | in do (mean) | ratio (mean) "
+              "| ratio (min) |")
+        print("|---|---|---|---|---|")
+        for name, out, ins in rows:
+            print("| %s | %.1f us | %.1f us | %.2f | %.2f |" % (
+                name, out.mean() * 1e6, ins.mean() * 1e6,
+                ins.mean() / out.mean(),
+                min(ins.get_values()) / min(out.get_values())))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import json
 import pyperf
 
 import secret
+from bench_do import timed      # same directory
 
 DOC = json.dumps({"items": [{"id": i, "name": "n%05d" % i,
                              "tags": ["a", "b", "c"], "v": i * 0.5}
@@ -37,15 +38,6 @@ def grow(step):
             ba += chunk
         return len(ba)
     return b
-
-
-def timed(func, *args):
-    def time_func(loops):
-        t0 = pyperf.perf_counter()
-        for _ in range(loops):
-            func(*args)
-        return pyperf.perf_counter() - t0
-    return time_func
 
 
 def main():

@@ -93,6 +93,22 @@ static counters retired;
 static pthread_key_t registry_key;
 static int64_t heap_threads;        /* threads owning a secret heap */
 
+/* Blocks with headroom (see grow_alloc()). */
+#define GROW_MIN ((size_t)64 << 10)
+#define GROW_FACTOR 32          /* at most a sixteenth of the arena */
+#define GROW_SLOTS 64
+
+static struct {
+    uintptr_t block;
+    size_t high;                /* bytes that may hold data */
+    size_t usable;
+} grow_table[GROW_SLOTS];
+static int grow_count;          /* entries in use; read without the lock
+                                   (acquire: a block handed to another
+                                   thread is found there) */
+static size_t grow_bytes;       /* sum of their usable sizes */
+static PyMutex grow_mutex;
+
 #define BUMP(field, n) \
     _Py_atomic_store_int64_relaxed(&tc.field, tc.field + (int64_t)(n))
 
@@ -271,6 +287,9 @@ lock_best_effort(void *base, size_t size)
 static void
 atfork_child(void)
 {
+    /* The child has one thread: no lock can be held by another. */
+    registry_mutex = (PyMutex){0};
+    grow_mutex = (PyMutex){0};
     /* mlocks are not inherited across fork(). */
     if (_PySecret_range.size != 0 && flags.locked_bytes != 0) {
         if (lock_range((void *)_PySecret_range.base,
@@ -418,24 +437,13 @@ _PySecretHeap_Calloc(size_t nelem, size_t elsize)
  * address space in the arena but no memory (the arena is pinned, never
  * pre-faulted; mlock2(MLOCK_ONFAULT) locks pages as they are touched).
  * Later growths happen in place (a block ends up copied about once per
- * GROW_FACTOR growth, instead of once per half). Such a block's high-water mark (the most
- * it was ever asked to hold, all a caller may have written) is kept in a
- * small table, and only that much is zeroed when it is freed or moved, so
- * the headroom is never faulted in. Headroom blocks hold at most a
+ * GROW_FACTOR growth, instead of once per half). Such a block's
+ * high-water mark (the most it was ever asked to hold, all a caller may
+ * have written) is kept in a small table, and only that much is zeroed
+ * when it is freed or moved, so the headroom is never faulted in. Headroom blocks hold at most a
  * quarter of the arena (a block at most a sixteenth); when there is no
  * room for headroom, a block grows as before (by half at least). */
-#define GROW_MIN ((size_t)64 << 10)
-#define GROW_FACTOR 32          /* at most a sixteenth of the arena */
-#define GROW_SLOTS 64
 
-static struct {
-    uintptr_t block;
-    size_t high;                /* bytes that may hold data */
-    size_t usable;
-} grow_table[GROW_SLOTS];
-static int grow_count;          /* entries in use; read without the lock */
-static size_t grow_bytes;       /* sum of their usable sizes */
-static PyMutex grow_mutex;
 
 static inline void
 grow_lock(void)
@@ -461,7 +469,7 @@ static size_t
 grow_high(const void *p, size_t usable, int forget)
 {
     if (usable < GROW_MIN
-        || _Py_atomic_load_int_relaxed(&grow_count) == 0) {
+        || _Py_atomic_load_int_acquire(&grow_count) == 0) {
         return usable;
     }
     size_t high = usable;
@@ -472,7 +480,7 @@ grow_high(const void *p, size_t usable, int forget)
         if (forget) {
             grow_bytes -= grow_table[i].usable;
             grow_table[i].block = 0;
-            _Py_atomic_store_int_relaxed(&grow_count, grow_count - 1);
+            _Py_atomic_store_int_release(&grow_count, grow_count - 1);
         }
     }
     PyMutex_Unlock(&grow_mutex);
@@ -510,11 +518,12 @@ grow_alloc(size_t n, size_t old)
     grow_lock();
     if (q != NULL) {
         size_t usable = mi_usable_size(q);
+        assert(grow_find(q) < 0);       /* freed blocks are forgotten */
         grow_bytes += usable - room;
         grow_table[slot].block = (uintptr_t)q;
         grow_table[slot].high = n;
         grow_table[slot].usable = usable;
-        _Py_atomic_store_int_relaxed(&grow_count, grow_count + 1);
+        _Py_atomic_store_int_release(&grow_count, grow_count + 1);
     }
     else {
         grow_bytes -= room;
@@ -704,7 +713,7 @@ _PySecretHeap_Info(void)
         "lock_error", lock_err,
         "dontdump", (reserved && flags.dontdump) ? Py_True : Py_False,
         "threads", (long long)_Py_atomic_load_int64(&heap_threads),
-        "headroom_blocks", _Py_atomic_load_int_relaxed(&grow_count));
+        "headroom_blocks", _Py_atomic_load_int_acquire(&grow_count));
 }
 
 #else  /* !_Py_SECRET_HEAP: fallback mode */

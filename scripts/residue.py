@@ -225,9 +225,10 @@ class Secret:
     def derived(self, spec):
         """Needles (raw and hex) for a value derived from the secret:
         ("hmac", hash, msg), ("pbkdf2", hash, salt, iterations) or
-        ("dtoa", n): the number int.from_bytes(secret[:n], "big") as
-        dtoa's Bigint holds it (32-bit words, least significant first;
-        n a multiple of 4, at most half the secret)."""
+        ("dtoa", n): the number int.from_bytes(secret[:n], "big"), less
+        its trailing decimal zeros, as dtoa's Bigint holds it (32-bit
+        words, least significant first; n a multiple of 4, at most half
+        the secret)."""
         kind = spec[0]
         if kind == "hmac":
             value = _HalfKeyedHMAC(spec[1], self._h1, self._h2).digest(
@@ -240,9 +241,11 @@ class Secret:
             if n % 4 or not 8 <= n <= len(self._h1):
                 raise ValueError("dtoa: n must be a multiple of 4 in "
                                  "8..%d" % len(self._h1))
-            # Little-endian words of a big-endian number: the bytes
-            # reversed (the top word is full: the secret is ASCII).
-            value = self._h1[:n][::-1]
+            d = int.from_bytes(self._h1[:n], "big")
+            while d % 10 == 0:          # dtoa drops trailing zero digits
+                d //= 10
+            value = d.to_bytes(4 * ((d.bit_length() + 31) // 32), "little")
+            del d
         else:
             raise ValueError("unknown derivation %r" % (kind,))
         # The derived value exists whole here for a moment (it is computed

@@ -148,7 +148,8 @@ FORMS_CHILD = textwrap.dedent("""
     keep = [key, s + "\\u20ac", s + "\\U0001f511", key.hex(),
             base64.b64encode(key), int.from_bytes(key, "big"),
             hmac.new(key, b"msg", "sha256").digest(),
-            hashlib.pbkdf2_hmac("sha256", key, b"salt", 50)]
+            hashlib.pbkdf2_hmac("sha256", key, b"salt", 50),
+            float(str(int.from_bytes(key[:12], "big")))]   # dtoa's Bigints
     os.write(ready, b'{"ok": true}\\n')
     os.read(go, 1)
 """)
@@ -158,7 +159,8 @@ def test_every_form_is_found_as_python_stores_it():
     secret = residue.Secret()
     needles = secret.needles(residue.BASE_FORMS + ("int",),
                              (("hmac", "sha256", b"msg"),
-                              ("pbkdf2", "sha256", b"salt", 50)))
+                              ("pbkdf2", "sha256", b"salt", 50),
+                              ("dtoa", 12)))
 
     def argv(path, ready, go):
         return [sys.executable, "-I", "-c", FORMS_CHILD, path, str(ready),
@@ -168,7 +170,7 @@ def test_every_form_is_found_as_python_stores_it():
     assert info["ok"]
     found = mem.by_form()
     for form in ("raw", "ucs2", "ucs4", "hex", "base64", "int", "hmac",
-                 "pbkdf2"):
+                 "pbkdf2", "dtoa"):
         assert found.get(form, 0) >= 1, (form, found)
 
 

@@ -31,14 +31,30 @@ GLIBC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
               "MIMALLOC_PURGE_DELAY": "-1"}
 
 
-def run_probe(pymalloc=None, *args):
-    """Run heap_probe.py under PYTHONMALLOC=pymalloc (None: default);
-    args go to the interpreter (e.g. -X tracemalloc=5)."""
+def child_env():
+    """The environment of a child whose control reads freed glibc blocks."""
     env = dict(os.environ, **GLIBC_KEEP)
-    env.pop("PYTHONMALLOC", None)
     # meson test sets MALLOC_PERTURB_: glibc would then fill freed blocks
     # itself and the control would prove nothing.
     env.pop("MALLOC_PERTURB_", None)
+    return env
+
+
+def run_child(code, protect, **kw):
+    """Run code in a child with argv[1] "1" (in do) or "0" (control);
+    return its stdout."""
+    r = subprocess.run([sys.executable, "-c", code, "1" if protect else "0"],
+                       capture_output=True, env=child_env(), timeout=120,
+                       **kw)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def run_probe(pymalloc=None, *args):
+    """Run heap_probe.py under PYTHONMALLOC=pymalloc (None: default);
+    args go to the interpreter (e.g. -X tracemalloc=5)."""
+    env = child_env()
+    env.pop("PYTHONMALLOC", None)
     if pymalloc:
         env["PYTHONMALLOC"] = pymalloc
     r = subprocess.run([sys.executable, *args, PROBE], capture_output=True,
@@ -226,13 +242,8 @@ print(ba_hits, l_hits)
 
 @pytest.mark.parametrize("protect", [False, True])
 def test_realloc_growing_bytearray_and_list_leaves_no_old_copy(protect):
-    env = dict(os.environ, **GLIBC_KEEP)
-    env.pop("MALLOC_PERTURB_", None)
-    r = subprocess.run([sys.executable, "-c", REALLOC_CHILD,
-                        "1" if protect else "0"], capture_output=True,
-                       text=True, env=env, timeout=60)
-    assert r.returncode == 0, r.stderr
-    ba_hits, l_hits = map(int, r.stdout.split())
+    ba_hits, l_hits = map(int, run_child(REALLOC_CHILD, protect,
+                                         text=True).split())
     if protect:
         assert (ba_hits, l_hits) == (0, 0)
     else:
@@ -276,13 +287,7 @@ def test_realloc_of_pre_do_block(protect):
     # In do, realloc of an ordinary block moves it into the secret heap and
     # zeroes the old copy; a secret block reallocated after do stays secret.
     # Control: plain realloc leaves the data at the old address.
-    env = dict(os.environ, **GLIBC_KEEP)
-    env.pop("MALLOC_PERTURB_", None)
-    r = subprocess.run([sys.executable, "-c", PRE_DO_REALLOC_CHILD,
-                        "1" if protect else "0"], capture_output=True,
-                       text=True, env=env, timeout=60)
-    assert r.returncode == 0, r.stderr
-    for item in r.stdout.split():
+    for item in run_child(PRE_DO_REALLOC_CHILD, protect, text=True).split():
         domain, old, moved_ok, secret_b, secret_c = item.split(":")
         assert moved_ok == "1", item
         if protect:
@@ -345,14 +350,8 @@ def test_large_growth_in_place_with_untouched_headroom(protect):
     # headroom is never touched (resident memory grows by about the data,
     # not by the 64 MiB reserved), and the block given up when it shrinks
     # is zero. Control: outside do the old block keeps the data.
-    env = dict(os.environ, **GLIBC_KEEP)
-    env.pop("MALLOC_PERTURB_", None)
-    r = subprocess.run([sys.executable, "-c", GROW_CHILD,
-                        "1" if protect else "0"], input=os.urandom(4096),
-                       capture_output=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr.decode()
-    moves, headroom, old_big, kept, moved, grown_mib = map(
-        int, r.stdout.split())
+    out = run_child(GROW_CHILD, protect, input=os.urandom(4096))
+    moves, headroom, old_big, kept, moved, grown_mib = map(int, out.split())
     assert kept == 1
     if protect:
         # 1.5x steps from 4 KiB to 4 MiB would be ~18 blocks.

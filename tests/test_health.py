@@ -11,10 +11,12 @@ import pytest
 # The regression tests of the files and APIs the series changes: the thread
 # state and threads, sys, the C API, sysconfig (PY_EXPERIMENTS), the frame
 # stack (frames, generators), faulthandler and signals (alternate stack),
-# the cyclic GC.
+# the cyclic GC, and the free lists and pools the heap patches bypass
+# (floats, dtoa, asyncio's FutureIter).
 REGRTESTS = ["test_sys", "test_threading", "test_thread", "test_capi",
              "test_sysconfig", "test_faulthandler", "test_signal",
-             "test_gc", "test_generators", "test_frame"]
+             "test_gc", "test_generators", "test_frame", "test_float",
+             "test_strtod", "test_asyncio"]
 
 
 def test_cpython_regrtests_pass():

@@ -1,21 +1,30 @@
 #!/usr/bin/env python3
-"""pyperformance: the experiment interpreter against pristine (spec §4).
+"""pyperformance comparisons for spec §4, one of three kinds:
 
-  python3 scripts/bench_pyperformance.py [--passes N] [--benchmarks LIST]
-      [--out DIR] [--compare-only]
+  python3 scripts/bench_pyperformance.py [--kind heap|in-do|aa] [--passes N]
+      [--benchmarks LIST] [--out DIR] [--compare-only]
+
+  heap   the experiment interpreter against pristine (outside `do`, the 1 %
+         bound): docs/pyperformance-heap.md
+  in-do  on the experiment interpreter, each benchmark's timed work called
+         through secret.do() against the same work called plainly (the
+         1.5x bound; scripts/pyperf_in_do/sitecustomize.py does the
+         wrapping): docs/pyperformance-in-do.md
+  aa     pristine against a second copy of itself: what this machine's
+         noise alone does to the same pipeline: docs/pyperformance-aa.md
 
 What it does, all under cpython-build/bench/ (git-ignored):
-  1. copies the two installed interpreters (cpython-build/install/pristine
-     and .../experiment, made by ./run build) so that a rebuild during the
-     run cannot change the binaries being measured;
+  1. copies the installed interpreters it needs (cpython-build/install/
+     pristine and/or .../experiment, made by ./run build) so that a rebuild
+     during the run cannot change the binaries being measured;
   2. makes a venv with pyperformance (scripts/requirements-pyperformance.txt)
      from the pristine copy (pyperformance filters benchmarks by the Python
      that runs it, so that must be a 3.13);
   3. runs `pyperformance run --fast` on the subset, alternating the two
-     interpreters N times (P, E, E, P, P, E, ...) and adding each pass to
-     one file per interpreter with --append, so slow phases of this noisy
-     machine fall on both;
-  4. writes OUT/pyperformance-heap.md: pyperf's own comparison (geometric
+     sides N times (A, B, B, A, A, B, ...) and adding each pass to one file
+     per side with --append, so slow phases of this noisy machine fall on
+     both;
+  4. writes OUT/pyperformance-KIND.md: pyperf's own comparison (geometric
      mean of the means) and a second geometric mean of per-benchmark
      minima, which is far steadier here (../shared notes: an A/A run differs
      by ~3 % on means, ~0.2 % on minima).
@@ -36,6 +45,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "cpython-build", "bench")
+HOOK = os.path.join(ROOT, "scripts", "pyperf_in_do")
 
 # Allocation-, free- and GC-heavy benchmarks, plus startup: the ones where a
 # test on every malloc/free and free-list pop/push would show.
@@ -45,6 +55,29 @@ SUBSET = ("gc_collect,gc_traversal,deepcopy,deltablue,richards,raytrace,"
           "pickle_pure_python,unpickle_pure_python,xml_etree,regex_compile,"
           "logging,crypto_pyaes,pidigits,sqlglot_v2_parse,mako,"
           "sqlalchemy_declarative,python_startup,python_startup_no_site")
+# Start-up benchmarks time a new process: nothing to run inside do.
+SUBSET_IN_DO = ",".join(b for b in SUBSET.split(",")
+                        if not b.startswith("python_startup"))
+
+# kind: (title, [(side, installed interpreter, extra environment)], subset,
+#        what "ratio" means)
+KINDS = {
+    "heap": ("experiment vs pristine (spec §4, outside `do`)",
+             [("pristine", "pristine", {}),
+              ("experiment", "experiment", {})], SUBSET,
+             "experiment / pristine"),
+    "in-do": ("work inside `secret.do` vs the same work outside (spec §4, "
+              "experiment interpreter)",
+              [("plain", "experiment", {"RUNTIMESECRET_BENCH_MODE": "plain"}),
+               ("do", "experiment", {"RUNTIMESECRET_BENCH_MODE": "do"})],
+              SUBSET_IN_DO, "in do / outside"),
+    "aa": ("pristine vs a copy of itself (this machine's noise)",
+           [("pristine", "pristine", {}),
+            ("pristine-copy", "pristine", {})], SUBSET,
+           "copy / pristine"),
+}
+INTERPRETERS = {"pristine": "pristine 3.13.5, unpatched",
+                "experiment": "`--with-experiment=runtimesecret`"}
 
 
 def run(cmd, **kw):
@@ -57,8 +90,9 @@ def sha256(path):
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def snapshot(name):
-    src = os.path.join(ROOT, "cpython-build", "install", name)
+def snapshot(name, installed):
+    """Copy cpython-build/install/INSTALLED to WORK/NAME; its python3."""
+    src = os.path.join(ROOT, "cpython-build", "install", installed)
     dst = os.path.join(WORK, name)
     if not os.path.exists(os.path.join(src, "bin", "python3")):
         sys.exit("error: %s is not installed: run ./run build first" % src)
@@ -94,53 +128,70 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs))
 
 
-def report(tools_py, files, out_dir, meta):
-    pristine, experiment = files
+def report(kind, tools_py, files, out_dir, meta):
+    title, sides, _, ratio_name = KINDS[kind]
+    (a_name, a_inst, _), (b_name, b_inst, _) = sides
     cmp = subprocess.run(
-        [tools_py, "-m", "pyperf", "compare_to", pristine, experiment,
+        [tools_py, "-m", "pyperf", "compare_to", files[0], files[1],
          "--table", "--group-by-speed"],
         check=True, capture_output=True, text=True).stdout
-    a, b = load_values(pristine), load_values(experiment)
+    for (side, _, env), path in zip(sides, files):
+        # A report on the wrong thing must not be written: the hook
+        # records the mode it ran in; without it both sides would be plain.
+        want = env.get("RUNTIMESECRET_BENCH_MODE")
+        with open(path) as f:
+            got = json.load(f)["metadata"].get("runtimesecret_mode")
+        if got != want:
+            sys.exit("error: %s ran with runtimesecret_mode=%r, not %r"
+                     % (path, got, want))
+    a, b = load_values(files[0]), load_values(files[1])
     rows = []
     for name in sorted(set(a) & set(b)):
         rows.append((name, min(a[name]), min(b[name]),
                      statistics.mean(a[name]), statistics.mean(b[name]),
                      len(a[name]), len(b[name])))
+    missing = sorted(set(a) ^ set(b))
     gmin = geomean([r[2] / r[1] for r in rows])
     gmean = geomean([r[4] / r[3] for r in rows])
     lines = [
-        "# pyperformance: experiment vs pristine (spec §4, outside `do`)",
+        "# pyperformance: " + title,
         "",
         "Made by `%s` on %s, on this project's 2-core x86-64 VM." % (
             meta["command"], meta["date"]),
         "",
         "- commit: `%s`" % meta["commit"],
-        "- pristine: CPython 3.13.5 unpatched (`python3` sha256 `%s`)" %
-        meta["sha"]["pristine"][:16],
-        "- experiment: `--with-experiment=runtimesecret` (`python3` sha256 "
-        "`%s`)" % meta["sha"]["experiment"][:16],
-        "- %d passes of `pyperformance run --fast` per interpreter, "
+    ]
+    for side, inst, env in sides:
+        lines.append("- %s: %s (`python3` sha256 `%s`)%s" % (
+            side, INTERPRETERS[inst], meta["sha"][side][:16],
+            "".join(", `%s=%s`" % kv for kv in env.items())))
+    lines += [
+        "- %d passes of `pyperformance run --fast` per side, "
         "interleaved (%s), added with `--append`" % (
             meta["passes"], ", ".join(meta["order"])),
         "- %d benchmarks: `%s`" % (len(rows), meta["benchmarks"]),
+    ]
+    if missing:
+        lines.append("- results on one side only (left out): "
+                     + ", ".join(missing))
+    lines += [
         "",
         "## Summary",
         "",
-        "| measure | experiment / pristine |",
+        "| measure | %s |" % ratio_name,
         "|---|---|",
         "| geometric mean of per-benchmark **minimum** ratios | **%.4fx** |"
         % gmin,
         "| geometric mean of per-benchmark mean ratios | %.4fx |" % gmean,
         "",
-        "Over 1 means the experiment is slower. The minimum is the "
-        "steadier measure on this machine (see "
-        "`../shared/notes/pyperformance-here.md`: an A/A pass differs by "
-        "~3 % on means).",
+        "Over 1 means %s is slower. The minimum is the steadier measure "
+        "on this machine (`../shared/notes/pyperformance-here.md`: an A/A "
+        "pass differs by ~3 %% on means)." % b_name,
         "",
         "## Per benchmark",
         "",
-        "| benchmark | pristine min | experiment min | ratio (min) | "
-        "ratio (mean) | values |",
+        "| benchmark | %s min | %s min | ratio (min) | ratio (mean) | "
+        "values |" % (a_name, b_name),
         "|---|---|---|---|---|---|",
     ]
     for name, amin, bmin, amean, bmean, na, nb in rows:
@@ -150,71 +201,96 @@ def report(tools_py, files, out_dir, meta):
     lines += ["", "## pyperf compare_to (means)", "", "```",
               cmp.rstrip(), "```", ""]
     os.makedirs(os.path.join(out_dir, "bench"), exist_ok=True)
-    md = os.path.join(out_dir, "pyperformance-heap.md")
+    md = os.path.join(out_dir, "pyperformance-%s.md" % kind)
     with open(md, "w") as f:
         f.write("\n".join(lines))
     summary = {"geomean_min": gmin, "geomean_mean": gmean,
                "benchmarks": {r[0]: {"ratio_min": r[2] / r[1],
                                      "ratio_mean": r[4] / r[3]}
-                              for r in rows}, **meta}
-    with open(os.path.join(out_dir, "bench", "pyperformance-heap.json"),
-              "w") as f:
+                              for r in rows}, "missing": missing, **meta}
+    with open(os.path.join(out_dir, "bench",
+                           "pyperformance-%s.json" % kind), "w") as f:
         json.dump(summary, f, indent=1, sort_keys=True)
-    print("\n".join(lines[:22]))
+    print("\n".join(lines[:lines.index("## Per benchmark")]))
     print("wrote", md)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kind", choices=sorted(KINDS), default="heap")
     ap.add_argument("--passes", type=int, default=3,
-                    help="passes per interpreter (default 3)")
-    ap.add_argument("--benchmarks", default=SUBSET)
+                    help="passes per side (default 3)")
+    ap.add_argument("--benchmarks",
+                    help="comma-separated (default: the kind's subset)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
     ap.add_argument("--compare-only", action="store_true",
                     help="rewrite the report from the last run's files")
     a = ap.parse_args()
     if a.passes < 1:
         ap.error("--passes must be at least 1")
-    os.makedirs(WORK, exist_ok=True)
-    files = [os.path.join(WORK, n + ".json")
-             for n in ("pristine", "experiment")]
-    meta_path = os.path.join(WORK, "meta.json")
+    _, sides, subset, _ = KINDS[a.kind]
+    benchmarks = a.benchmarks or subset
+    results = os.path.join(WORK, "results", a.kind)
+    os.makedirs(results, exist_ok=True)
+    # File names are compare_to's column titles.
+    files = [os.path.join(results, side + ".json") for side, _, _ in sides]
+    meta_path = os.path.join(results, "meta.json")
+    tools_py = os.path.join(WORK, "pyperformance-venv", "bin", "python")
     if a.compare_only:
         with open(meta_path) as f:
             meta = json.load(f)
-        tools_py = os.path.join(WORK, "pyperformance-venv", "bin", "python")
-        report(tools_py, files, a.out, meta)
+        report(a.kind, tools_py, files, a.out, meta)
         return
-    pys = {n: snapshot(n) for n in ("pristine", "experiment")}
+    # One snapshot per distinct side name that is an interpreter copy:
+    # in-do runs one experiment copy with two environments.
+    pys = {}
+    for side, inst, env in sides:
+        copy = inst if env else side
+        if copy not in pys:
+            pys[copy] = snapshot(copy, inst)
+    if "pristine" not in pys:
+        pys["pristine"] = snapshot("pristine", "pristine")
     tools_py = tools_venv(pys["pristine"])
+    side_py = {side: pys[inst if env else side] for side, inst, env in sides}
     for f in files:
         if os.path.exists(f):
             os.remove(f)
     order = []
     for i in range(a.passes):
-        # P,E then E,P: neither interpreter always runs first.
-        pair = ("pristine", "experiment")
-        order += pair if i % 2 == 0 else pair[::-1]
+        # A,B then B,A: neither side always runs first.
+        pair = (0, 1) if i % 2 == 0 else (1, 0)
+        order += pair
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short",
                              "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    meta = {"command": "python3 scripts/bench_pyperformance.py --passes %d"
-            % a.passes,
+    command = "python3 scripts/bench_pyperformance.py --kind %s --passes %d" \
+        % (a.kind, a.passes)
+    if a.benchmarks:
+        command += " --benchmarks " + a.benchmarks
+    meta = {"command": command,
             "date": datetime.date.today().isoformat(), "commit": commit,
-            "passes": a.passes, "order": [o[0].upper() for o in order],
-            "benchmarks": a.benchmarks,
-            "sha": {n: sha256(os.path.realpath(p)) for n, p in pys.items()}}
-    if a.benchmarks != SUBSET:
-        meta["command"] += " --benchmarks " + a.benchmarks
+            "passes": a.passes, "order": [sides[i][0] for i in order],
+            "benchmarks": benchmarks,
+            "sha": {side: sha256(os.path.realpath(side_py[side]))
+                    for side, _, _ in sides}}
     with open(meta_path, "w") as f:
         json.dump(meta, f)
-    for n, name in enumerate(order):
-        print("== pass %d/%d: %s" % (n + 1, len(order), name), flush=True)
+    for n, i in enumerate(order):
+        side, _, env = sides[i]
+        print("== pass %d/%d: %s" % (n + 1, len(order), side), flush=True)
+        cmd = [tools_py, "-m", "pyperformance", "run", "--fast",
+               "--python", side_py[side], "-b", benchmarks,
+               "--append", files[i]]
+        penv = dict(os.environ)
+        if env:
+            # The hook reaches the benchmark workers through PYTHONPATH;
+            # pyperf passes only the variables named here to workers.
+            penv.update(env, PYTHONPATH=HOOK)
+            cmd += ["--inherit-environ", ",".join(sorted(env) +
+                                                  ["PYTHONPATH"])]
         # pyperformance puts the benchmark venvs under ./venv.
-        run([tools_py, "-m", "pyperformance", "run", "--fast",
-             "--python", pys[name], "-b", a.benchmarks,
-             "--append", os.path.join(WORK, name + ".json")], cwd=WORK)
-    report(tools_py, files, a.out, meta)
+        run(cmd, cwd=WORK, env=penv)
+    report(a.kind, tools_py, files, a.out, meta)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""Run pyperformance benchmarks inside secret.do() (spec §4, third bound).
+
+scripts/bench_pyperformance.py --in-do puts this directory on PYTHONPATH
+and sets RUNTIMESECRET_BENCH_MODE for the benchmark processes:
+
+  plain  each benchmark's timed function, timed from outside, as is
+  do     the same, called through secret.do()
+
+Both modes time the same thing (the whole timed function, from outside, its
+own setup included), so their ratio is "this work in do / the same work
+outside", do's exit work (cyclic collection, stack erasure) included.
+Only pyperf worker processes of a pyperformance benchmark are touched:
+every other Python process that sees PYTHONPATH (pip, pyperformance,
+the benchmark's manager process) imports this module and does nothing.
+
+  bench_time_func(name, f, *args)  -> time f(loops, *args)
+  bench_func(name, f, *args)       -> time `for loops: f(*args)`, one call
+  bench_async_func(name, f, *args) -> time a new event loop awaiting f
+                                      loops times, one call
+bench_command and timeit are refused: they cannot run inside do.
+"""
+
+import os
+import sys
+
+MODE = os.environ.get("RUNTIMESECRET_BENCH_MODE")
+
+
+def _in_worker():
+    return (len(sys.argv) > 1 and "--worker" in sys.argv
+            and os.path.basename(sys.argv[0]) == "run_benchmark.py")
+
+
+def _caller(mode):
+    if mode == "plain":
+        return lambda f, *a: f(*a)
+    import secret
+    if not secret.supported():
+        # Measuring the fallback while calling it "in do" would lie.
+        raise SystemExit("RUNTIMESECRET_BENCH_MODE=do: secret.supported() "
+                         "is False on this interpreter")
+
+    def call(f, *a):
+        def checked(*a):
+            if not secret.enabled():
+                raise SystemExit("secret.do did not enter secret mode")
+            return f(*a)
+        return secret.do(checked, *a)
+    return call
+
+
+def _patch(mode):
+    import time
+
+    import pyperf
+
+    call = _caller(mode)
+    timer = time.perf_counter
+    orig_time_func = pyperf.Runner.bench_time_func
+
+    def bench_time_func(self, name, time_func, *args, **kw):
+        def outer(loops, *a):
+            t0 = timer()
+            call(time_func, loops, *a)
+            return timer() - t0
+        self.metadata["runtimesecret_mode"] = mode
+        return orig_time_func(self, name, outer, *args, **kw)
+
+    def bench_func(self, name, func, *args, **kw):
+        def loop(loops):
+            for _ in range(loops):
+                func(*args)
+        return bench_time_func(self, name, loop, **kw)
+
+    def bench_async_func(self, name, func, *args, **kw):
+        loop_factory = kw.pop("loop_factory", None)
+
+        def run(loops):
+            import asyncio
+
+            async def main():
+                for _ in range(loops):
+                    await func(*args)
+            loop = (loop_factory or asyncio.new_event_loop)()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(main())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+        return bench_time_func(self, name, run, **kw)
+
+    def refuse(self, name, *a, **kw):
+        raise SystemExit("%s: bench_command/timeit cannot run inside do; "
+                         "leave this benchmark out" % name)
+
+    pyperf.Runner.bench_time_func = bench_time_func
+    pyperf.Runner.bench_func = bench_func
+    pyperf.Runner.bench_async_func = bench_async_func
+    pyperf.Runner.bench_command = refuse
+    pyperf.Runner.timeit = refuse
+
+
+if MODE is not None and _in_worker():
+    if MODE not in ("plain", "do"):
+        raise SystemExit("RUNTIMESECRET_BENCH_MODE must be plain or do, "
+                         "not %r" % MODE)
+    _patch(MODE)

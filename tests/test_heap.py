@@ -206,6 +206,56 @@ def test_heap_size_from_environment():
     assert int(r.stdout) == 1 << 30
 
 
+SIZE_CHILD = r"""
+import secret
+called = []
+try:
+    secret.do(called.append, 1)
+except ValueError as e:
+    print("ValueError", called, e)
+else:
+    print("reserved", secret.heap_info()["reserved"], called)
+"""
+
+
+@pytest.mark.parametrize("opt, text, reserved", [
+    ("env", "64MiB", 64 << 20),
+    ("env", "67108864", 64 << 20),
+    ("x", "96m", 96 << 20),
+    ("x", "2G", 2 << 30),
+    ("x", "1K", 64 << 20),          # raised to the 64 MiB minimum
+    ("env", "64 MiB", None),
+    ("env", "-1", None),
+    ("env", "0", None),
+    ("env", "lots", None),
+    ("x", "99999999999999999999G", None),
+    ("x", "1T", None),
+    ("x", None, None),               # -X secret_heap_size without a value
+])
+def test_heap_size_setting_is_checked(opt, text, reserved):
+    """A size setting that is not a size makes do() raise ValueError naming
+    it (func not called), never a silent default."""
+    env = dict(os.environ)
+    env.pop("PYTHONSECRETHEAPSIZE", None)
+    args = [sys.executable]
+    if opt == "env":
+        env["PYTHONSECRETHEAPSIZE"] = text
+        name = "PYTHONSECRETHEAPSIZE"
+    else:
+        args += ["-X", "secret_heap_size" if text is None
+                 else "secret_heap_size=" + text]
+        name = "-X secret_heap_size"
+    r = subprocess.run(args + ["-c", SIZE_CHILD], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    if reserved is not None:
+        assert r.stdout.split() == ["reserved", str(reserved), "[1]"]
+    else:
+        assert r.stdout.startswith("ValueError [] secret.do(): %s=%s is "
+                                   "not a size" % (name, text or "")), \
+            r.stdout
+
+
 REALLOC_CHILD = r"""
 import os, struct, sys, secret, _testsecret as T
 protect = sys.argv[1] == "1"

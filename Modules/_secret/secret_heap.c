@@ -167,55 +167,76 @@ _PySecret_GetMode(void)
 
 /* --- reservation ----------------------------------------------------- */
 
+/* "N", "NK", "NM", "NG" (optionally followed by "i" and/or "B") to bytes;
+ * 0 for anything else (signs, spaces, zero, overflow). */
 static size_t
 parse_size(const char *s)
 {
     char *end;
+    if (!Py_ISDIGIT(*s)) {
+        return 0;       /* strtoull would take " 1" and "-1" */
+    }
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s) {
+    if (errno != 0) {
         return 0;
     }
+    int shift = 0;
     switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
     default: break;
     }
-    if (*end == 'i' || *end == 'I') {
+    if (shift != 0 && (*end == 'i' || *end == 'I')) {
         end++;
     }
     if (*end == 'b' || *end == 'B') {
         end++;
     }
-    return *end == '\0' ? (size_t)v : 0;
+    if (*end != '\0' || v > (SIZE_MAX >> shift)) {
+        return 0;
+    }
+    return (size_t)v << shift;
 }
 
+/* A size setting that is not a size: do() reports it, naming it, rather
+ * than quietly reserving some other size. */
+static const char *bad_size_source;
+static char bad_size_text[64];
+
 /* -X secret_heap_size=SIZE, else PYTHONSECRETHEAPSIZE (not under -E/-I),
- * else 1 GiB; at least 64 MiB, a multiple of 32 MiB. */
+ * else 1 GiB; at least 64 MiB, a multiple of 32 MiB.  0 if the setting is
+ * not a size (bad_size_source/bad_size_text say which). */
 static size_t
 configured_size(void)
 {
-    size_t size = 0;
     const char *text = NULL;
+    const char *source = "-X secret_heap_size";
     PyObject *xopts = PySys_GetXOptions();    /* borrowed */
     PyObject *v = xopts ? PyDict_GetItemString(xopts, "secret_heap_size")
                         : NULL;
-    if (v != NULL && PyUnicode_Check(v)) {
-        text = PyUnicode_AsUTF8(v);
+    if (v != NULL) {
+        /* "-X secret_heap_size" without "=SIZE" gives True. */
+        text = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : "";
         if (text == NULL) {
             PyErr_Clear();
+            text = "";
         }
     }
-    if (text == NULL) {
+    else {
         const PyConfig *config = _Py_GetConfig();
         text = _Py_GetEnv(config->use_environment, "PYTHONSECRETHEAPSIZE");
+        source = "PYTHONSECRETHEAPSIZE";
     }
-    if (text != NULL) {
-        size = parse_size(text);
+    if (text == NULL) {
+        return DEFAULT_SIZE;
     }
-    if (size == 0) {
-        size = DEFAULT_SIZE;
+    size_t size = parse_size(text);
+    if (size == 0 || size > SIZE_MAX - SEGMENT) {
+        bad_size_source = source;
+        PyOS_snprintf(bad_size_text, sizeof(bad_size_text), "%s", text);
+        return 0;
     }
     if (size < MIN_SIZE) {
         size = MIN_SIZE;
@@ -307,6 +328,10 @@ reserve(void *arg)
 {
     (void)arg;
     size_t size = configured_size();
+    if (size == 0) {
+        reserve_errno = EINVAL;
+        return 0;
+    }
     size_t map = size + SEGMENT;
     char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -356,6 +381,13 @@ _PySecretHeap_EnsureReserved(void)
     }
     _PyOnceFlag_CallOnce(&reserve_once, reserve, NULL);
     if (_PySecret_range.size == 0) {
+        if (bad_size_source != NULL) {
+            PyErr_Format(PyExc_ValueError,
+                         "secret.do(): %s=%s is not a size: use a number "
+                         "of bytes with an optional K, M or G suffix, "
+                         "e.g. 256M or 2G", bad_size_source, bad_size_text);
+            return -1;
+        }
         errno = reserve_errno;
         PyErr_Format(PyExc_MemoryError,
                      "secret.do(): cannot reserve the secret heap (%s)",

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Run CPython's whole test suite on the pristine and the experiment
 interpreters and compare: the experiment must fail nothing that pristine
-passes (tests that fail on both, e.g. for want of VSOCK here, are listed).
+passes (tests that fail on both, e.g. for want of VSOCK here, are listed)
+and skip exactly what pristine skips.
 
   python3 scripts/regrtest_compare.py [-j 2] [--only experiment] [-- ARGS]
 
-Takes about 7 minutes per interpreter on 2 cores. Exit status 1 if a test
-fails on the experiment only.
+Takes about 8 minutes per interpreter on 2 cores. Exit status 1 if a test
+fails on the experiment only, or the two skip different tests.
 """
 
 import argparse
@@ -29,13 +30,18 @@ def run_suite(variant, jobs, extra):
                        text=True, cwd="/tmp")
     took = time.monotonic() - t0
     out = r.stdout
-    failed = set()
-    # "N tests failed:" (or "N test failed:") then indented names.
-    for m in re.finditer(r"^\d+ tests? failed.*:\n((?:    .*\n)+)", out, re.M):
-        failed.update(m.group(1).split())
+    # Result lists: "N tests failed:", "N tests skipped:", "N tests skipped
+    # (resource denied):", ... (or "1 test ...") then indented names.
+    lists = {}
+    for m in re.finditer(r"^\d+ tests? (.*?):\n((?:    .*\n)+)", out,
+                         re.M):
+        lists.setdefault(m.group(1), set()).update(m.group(2).split())
     summary = [l for l in out.splitlines()
                if l.startswith(("Total tests:", "Result:"))]
-    return failed, summary, took
+    if not summary:
+        sys.exit("%s: no regrtest summary; its output ends:\n%s"
+                 % (variant, out[-3000:]))
+    return lists, summary, took
 
 
 def main():
@@ -48,17 +54,28 @@ def main():
     for variant in ("pristine", "experiment"):
         if a.only and a.only != variant:
             continue
-        failed, summary, took = run_suite(variant, a.jobs, a.extra)
-        results[variant] = failed
-        print("%s: %s; %.0f s; failed: %s"
-              % (variant, " / ".join(summary), took,
-                 " ".join(sorted(failed)) or "none"), flush=True)
+        lists, summary, took = run_suite(variant, a.jobs, a.extra)
+        results[variant] = lists
+        print("%s: %s; %.0f s" % (variant, " / ".join(summary), took))
+        for kind, names in sorted(lists.items()):
+            print("  %s (%d): %s" % (kind, len(names),
+                                     " ".join(sorted(names))))
+        sys.stdout.flush()
     if len(results) == 2:
-        only = results["experiment"] - results["pristine"]
+        p, e = results["pristine"], results["experiment"]
+        only = e.get("failed", set()) - p.get("failed", set())
         print("fail on the experiment only: %s"
               % (" ".join(sorted(only)) or "none"))
-        return 1 if only else 0
-    return 1 if results.get(a.only) else 0
+        bad = bool(only)
+        for kind in sorted(k for k in set(p) | set(e) if "skipped" in k):
+            diff = p.get(kind, set()) ^ e.get(kind, set())
+            print("%s on one only: %s" % (kind, " ".join(
+                "%s (%s)" % (t, "pristine" if t in p.get(kind, ()) else
+                             "experiment") for t in sorted(diff))
+                or "none"))
+            bad = bad or bool(diff)
+        return 1 if bad else 0
+    return 1 if results[a.only].get("failed") else 0
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""pyperformance comparisons for spec §4, one of three kinds:
+"""pyperformance comparisons for spec §4, of two kinds:
 
-  python3 scripts/bench_pyperformance.py [--kind heap|in-do|aa] [--passes N]
+  python3 scripts/bench_pyperformance.py [--kind heap|in-do] [--passes N]
       [--benchmarks LIST] [--out DIR] [--compare-only]
 
   heap   the experiment interpreter against pristine (outside `do`, the 1 %
-         bound): docs/pyperformance-heap.md
+         bound), with a second copy of pristine run the same way as the
+         A/A control (what this machine's noise alone gives):
+         docs/pyperformance-heap.md
   in-do  on the experiment interpreter, each benchmark's timed work called
          through secret.do() against the same work called plainly (the
          1.5x bound; scripts/pyperf_in_do/sitecustomize.py does the
          wrapping): docs/pyperformance-in-do.md
-  aa     pristine against a second copy of itself: what this machine's
-         noise alone does to the same pipeline: docs/pyperformance-aa.md
 
 What it does, all under cpython-build/bench/ (git-ignored):
   1. copies the installed interpreters it needs (cpython-build/install/
@@ -20,10 +20,10 @@ What it does, all under cpython-build/bench/ (git-ignored):
   2. makes a venv with pyperformance (scripts/requirements-pyperformance.txt)
      from the pristine copy (pyperformance filters benchmarks by the Python
      that runs it, so that must be a 3.13);
-  3. runs `pyperformance run --fast` on the subset, alternating the two
-     sides N times (A, B, B, A, A, B, ...) and adding each pass to one file
-     per side with --append, so slow phases of this noisy machine fall on
-     both;
+  3. runs `pyperformance run --fast` on the subset, N passes per side,
+     interleaved (A, B, B, A, ...; with three sides A, B, C, B, C, A, ...),
+     adding each pass to one file per side with --append, so slow phases
+     of this noisy machine fall on all sides;
   4. writes OUT/pyperformance-KIND.md: pyperf's own comparison (geometric
      mean of the means) and a second geometric mean of per-benchmark
      minima, which is far steadier here (../shared notes: an A/A run differs
@@ -59,22 +59,19 @@ SUBSET = ("gc_collect,gc_traversal,deepcopy,deltablue,richards,raytrace,"
 SUBSET_IN_DO = ",".join(b for b in SUBSET.split(",")
                         if not b.startswith("python_startup"))
 
-# kind: (title, [(side, installed interpreter, extra environment)], subset,
-#        what "ratio" means)
+# kind: (title, [(side, installed interpreter, extra environment)], subset).
+# The first side is the reference: every other side's ratio is to it.
 KINDS = {
-    "heap": ("experiment vs pristine (spec §4, outside `do`)",
+    "heap": ("experiment vs pristine (spec §4, outside `do`), with a copy of "
+             "pristine as the A/A control",
              [("pristine", "pristine", {}),
-              ("experiment", "experiment", {})], SUBSET,
-             "experiment / pristine"),
+              ("pristine-copy", "pristine", {}),
+              ("experiment", "experiment", {})], SUBSET),
     "in-do": ("work inside `secret.do` vs the same work outside (spec §4, "
               "experiment interpreter)",
               [("plain", "experiment", {"RUNTIMESECRET_BENCH_MODE": "plain"}),
                ("do", "experiment", {"RUNTIMESECRET_BENCH_MODE": "do"})],
-              SUBSET_IN_DO, "in do / outside"),
-    "aa": ("pristine vs a copy of itself (this machine's noise)",
-           [("pristine", "pristine", {}),
-            ("pristine-copy", "pristine", {})], SUBSET,
-           "copy / pristine"),
+              SUBSET_IN_DO),
 }
 INTERPRETERS = {"pristine": "pristine 3.13.5, unpatched",
                 "experiment": "`--with-experiment=runtimesecret`"}
@@ -129,12 +126,8 @@ def geomean(xs):
 
 
 def report(kind, tools_py, files, out_dir, meta):
-    title, sides, _, ratio_name = KINDS[kind]
-    (a_name, a_inst, _), (b_name, b_inst, _) = sides
-    cmp = subprocess.run(
-        [tools_py, "-m", "pyperf", "compare_to", files[0], files[1],
-         "--table", "--group-by-speed"],
-        check=True, capture_output=True, text=True).stdout
+    title, sides, _ = KINDS[kind]
+    names = [side for side, _, _ in sides]
     for (side, _, env), path in zip(sides, files):
         # A report on the wrong thing must not be written: the hook
         # records the mode it ran in; without it both sides would be plain.
@@ -144,15 +137,23 @@ def report(kind, tools_py, files, out_dir, meta):
         if got != want:
             sys.exit("error: %s ran with runtimesecret_mode=%r, not %r"
                      % (path, got, want))
-    a, b = load_values(files[0]), load_values(files[1])
-    rows = []
-    for name in sorted(set(a) & set(b)):
-        rows.append((name, min(a[name]), min(b[name]),
-                     statistics.mean(a[name]), statistics.mean(b[name]),
-                     len(a[name]), len(b[name])))
-    missing = sorted(set(a) ^ set(b))
-    gmin = geomean([r[2] / r[1] for r in rows])
-    gmean = geomean([r[4] / r[3] for r in rows])
+    cmp = subprocess.run(
+        [tools_py, "-m", "pyperf", "compare_to", *files,
+         "--table", "--group-by-speed"],
+        check=True, capture_output=True, text=True).stdout
+    values = [load_values(f) for f in files]
+    common = sorted(set.intersection(*(set(v) for v in values)))
+    missing = sorted(set.union(*(set(v) for v in values)) - set(common))
+    ref = values[0]
+    ratios = {}         # side -> benchmark -> (ratio of minima, of means)
+    for side, vals in zip(names[1:], values[1:]):
+        ratios[side] = {
+            bm: (min(vals[bm]) / min(ref[bm]),
+                 statistics.mean(vals[bm]) / statistics.mean(ref[bm]))
+            for bm in common}
+    gmeans = {side: (geomean([r[0] for r in rs.values()]),
+                     geomean([r[1] for r in rs.values()]))
+              for side, rs in ratios.items()}
     lines = [
         "# pyperformance: " + title,
         "",
@@ -169,45 +170,53 @@ def report(kind, tools_py, files, out_dir, meta):
         "- %d passes of `pyperformance run --fast` per side, "
         "interleaved (%s), added with `--append`" % (
             meta["passes"], ", ".join(meta["order"])),
-        "- %d benchmarks: `%s`" % (len(rows), meta["benchmarks"]),
+        "- %d benchmarks: `%s`" % (len(common), meta["benchmarks"]),
     ]
     if missing:
-        lines.append("- results on one side only (left out): "
+        lines.append("- results on some sides only (left out): "
                      + ", ".join(missing))
     lines += [
         "",
         "## Summary",
         "",
-        "| measure | %s |" % ratio_name,
-        "|---|---|",
-        "| geometric mean of per-benchmark **minimum** ratios | **%.4fx** |"
-        % gmin,
-        "| geometric mean of per-benchmark mean ratios | %.4fx |" % gmean,
+        "Geometric means over the benchmarks of each side's ratio to %s "
+        "(over 1: slower than %s). The minimum is the steadier measure on "
+        "this machine (`../shared/notes/pyperformance-here.md`: an A/A pass "
+        "differs by ~3 %% on means)." % (names[0], names[0]),
         "",
-        "Over 1 means %s is slower. The minimum is the steadier measure "
-        "on this machine (`../shared/notes/pyperformance-here.md`: an A/A "
-        "pass differs by ~3 %% on means)." % b_name,
+        "| side | ratio of **minima** | ratio of means |",
+        "|---|---|---|",
+    ]
+    for side in names[1:]:
+        lines.append("| %s / %s | **%.4fx** | %.4fx |" % (
+            side, names[0], gmeans[side][0], gmeans[side][1]))
+    lines += [
         "",
         "## Per benchmark",
         "",
-        "| benchmark | %s min | %s min | ratio (min) | ratio (mean) | "
-        "values |" % (a_name, b_name),
-        "|---|---|---|---|---|---|",
+        "| benchmark | %s min | %s |" % (names[0], " | ".join(
+            "%s / %s (min) | (mean)" % (side, names[0])
+            for side in names[1:])),
+        "|---|---|" + "---|---|" * (len(names) - 1),
     ]
-    for name, amin, bmin, amean, bmean, na, nb in rows:
-        lines.append("| %s | %.4g ms | %.4g ms | %.3f | %.3f | %d/%d |" % (
-            name, amin * 1e3, bmin * 1e3, bmin / amin, bmean / amean,
-            na, nb))
+    for bm in common:
+        lines.append("| %s | %.4g ms | %s |" % (
+            bm, min(ref[bm]) * 1e3, " | ".join(
+                "%.3f | %.3f" % ratios[side][bm] for side in names[1:])))
     lines += ["", "## pyperf compare_to (means)", "", "```",
               cmp.rstrip(), "```", ""]
     os.makedirs(os.path.join(out_dir, "bench"), exist_ok=True)
     md = os.path.join(out_dir, "pyperformance-%s.md" % kind)
     with open(md, "w") as f:
         f.write("\n".join(lines))
-    summary = {"geomean_min": gmin, "geomean_mean": gmean,
-               "benchmarks": {r[0]: {"ratio_min": r[2] / r[1],
-                                     "ratio_mean": r[4] / r[3]}
-                              for r in rows}, "missing": missing, **meta}
+    summary = {"reference": names[0],
+               "geomean": {side: {"min": g[0], "mean": g[1]}
+                           for side, g in gmeans.items()},
+               "benchmarks": {side: {bm: {"ratio_min": r[0],
+                                          "ratio_mean": r[1]}
+                                     for bm, r in rs.items()}
+                              for side, rs in ratios.items()},
+               "missing": missing, **meta}
     with open(os.path.join(out_dir, "bench",
                            "pyperformance-%s.json" % kind), "w") as f:
         json.dump(summary, f, indent=1, sort_keys=True)
@@ -228,7 +237,7 @@ def main():
     a = ap.parse_args()
     if a.passes < 1:
         ap.error("--passes must be at least 1")
-    _, sides, subset, _ = KINDS[a.kind]
+    _, sides, subset = KINDS[a.kind]
     benchmarks = a.benchmarks or subset
     results = os.path.join(WORK, "results", a.kind)
     os.makedirs(results, exist_ok=True)
@@ -256,10 +265,12 @@ def main():
         if os.path.exists(f):
             os.remove(f)
     order = []
+    n = len(sides)
     for i in range(a.passes):
-        # A,B then B,A: neither side always runs first.
-        pair = (0, 1) if i % 2 == 0 else (1, 0)
-        order += pair
+        # A,B then B,A (A,B,C then B,C,A then C,A,B): no side always runs
+        # first.
+        order += [(i + j) % n for j in range(n)] if n > 2 else \
+            [i % 2, 1 - i % 2]
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short",
                              "HEAD"], capture_output=True,
                             text=True).stdout.strip()

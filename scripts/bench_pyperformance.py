@@ -137,9 +137,10 @@ def report(kind, tools_py, files, out_dir, meta):
         if got != want:
             sys.exit("error: %s ran with runtimesecret_mode=%r, not %r"
                      % (path, got, want))
+    # pyperf groups by speed only for two files.
     cmp = subprocess.run(
-        [tools_py, "-m", "pyperf", "compare_to", *files,
-         "--table", "--group-by-speed"],
+        [tools_py, "-m", "pyperf", "compare_to", *files, "--table",
+         *(["--group-by-speed"] if len(files) == 2 else [])],
         check=True, capture_output=True, text=True).stdout
     values = [load_values(f) for f in files]
     common = sorted(set.intersection(*(set(v) for v in values)))
@@ -190,6 +191,15 @@ def report(kind, tools_py, files, out_dir, meta):
     for side in names[1:]:
         lines.append("| %s / %s | **%.4fx** | %.4fx |" % (
             side, names[0], gmeans[side][0], gmeans[side][1]))
+    # With an A/A control, the last side against the control as well.
+    for other, vals in zip(names[1:-1], values[1:-1]):
+        last = values[-1]
+        g = (geomean([min(last[bm]) / min(vals[bm]) for bm in common]),
+             geomean([statistics.mean(last[bm]) / statistics.mean(vals[bm])
+                      for bm in common]))
+        gmeans["%s / %s" % (names[-1], other)] = g
+        lines.append("| %s / %s | **%.4fx** | %.4fx |" % (
+            names[-1], other, g[0], g[1]))
     lines += [
         "",
         "## Per benchmark",
@@ -210,8 +220,9 @@ def report(kind, tools_py, files, out_dir, meta):
     with open(md, "w") as f:
         f.write("\n".join(lines))
     summary = {"reference": names[0],
-               "geomean": {side: {"min": g[0], "mean": g[1]}
-                           for side, g in gmeans.items()},
+               "geomean": {(k if "/" in k else "%s / %s" % (k, names[0])):
+                           {"min": g[0], "mean": g[1]}
+                           for k, g in gmeans.items()},
                "benchmarks": {side: {bm: {"ratio_min": r[0],
                                           "ratio_mean": r[1]}
                                      for bm, r in rs.items()}

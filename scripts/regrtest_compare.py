@@ -13,6 +13,7 @@ fails on the experiment only, or the two skip different tests.
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,13 @@ def main():
     ap.add_argument("--only", choices=("pristine", "experiment"))
     ap.add_argument("extra", nargs="*", help="more regrtest arguments")
     a = ap.parse_args()
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # A background job of a non-interactive shell starts with SIGINT
+        # ignored, and exec passes that on: CPython's tests of
+        # KeyboardInterrupt (test_signal, test_threading, asyncio's
+        # runners...) then fail or spin forever. A handler is reset to the
+        # default by exec.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     results = {}
     for variant in ("pristine", "experiment"):
         if a.only and a.only != variant:

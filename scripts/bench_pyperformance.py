@@ -145,16 +145,24 @@ def report(kind, tools_py, files, out_dir, meta):
     values = [load_values(f) for f in files]
     common = sorted(set.intersection(*(set(v) for v in values)))
     missing = sorted(set.union(*(set(v) for v in values)) - set(common))
+
+    def ratios_of(num, den):
+        """{benchmark: (ratio of minima, ratio of means)}"""
+        return {bm: (min(num[bm]) / min(den[bm]),
+                     statistics.mean(num[bm]) / statistics.mean(den[bm]))
+                for bm in common}
+
     ref = values[0]
-    ratios = {}         # side -> benchmark -> (ratio of minima, of means)
-    for side, vals in zip(names[1:], values[1:]):
-        ratios[side] = {
-            bm: (min(vals[bm]) / min(ref[bm]),
-                 statistics.mean(vals[bm]) / statistics.mean(ref[bm]))
-            for bm in common}
-    gmeans = {side: (geomean([r[0] for r in rs.values()]),
+    ratios = {side: ratios_of(vals, ref)
+              for side, vals in zip(names[1:], values[1:])}
+    # "side / reference" for every side; with an A/A control in the middle,
+    # the last side against that control as well.
+    pairs = {"%s / %s" % (side, names[0]): rs for side, rs in ratios.items()}
+    for other, vals in zip(names[1:-1], values[1:-1]):
+        pairs["%s / %s" % (names[-1], other)] = ratios_of(values[-1], vals)
+    gmeans = {pair: (geomean([r[0] for r in rs.values()]),
                      geomean([r[1] for r in rs.values()]))
-              for side, rs in ratios.items()}
+              for pair, rs in pairs.items()}
     lines = [
         "# pyperformance: " + title,
         "",
@@ -188,18 +196,8 @@ def report(kind, tools_py, files, out_dir, meta):
         "| side | ratio of **minima** | ratio of means |",
         "|---|---|---|",
     ]
-    for side in names[1:]:
-        lines.append("| %s / %s | **%.4fx** | %.4fx |" % (
-            side, names[0], gmeans[side][0], gmeans[side][1]))
-    # With an A/A control, the last side against the control as well.
-    for other, vals in zip(names[1:-1], values[1:-1]):
-        last = values[-1]
-        g = (geomean([min(last[bm]) / min(vals[bm]) for bm in common]),
-             geomean([statistics.mean(last[bm]) / statistics.mean(vals[bm])
-                      for bm in common]))
-        gmeans["%s / %s" % (names[-1], other)] = g
-        lines.append("| %s / %s | **%.4fx** | %.4fx |" % (
-            names[-1], other, g[0], g[1]))
+    for pair, g in gmeans.items():
+        lines.append("| %s | **%.4fx** | %.4fx |" % (pair, g[0], g[1]))
     lines += [
         "",
         "## Per benchmark",
@@ -220,9 +218,8 @@ def report(kind, tools_py, files, out_dir, meta):
     with open(md, "w") as f:
         f.write("\n".join(lines))
     summary = {"reference": names[0],
-               "geomean": {(k if "/" in k else "%s / %s" % (k, names[0])):
-                           {"min": g[0], "mean": g[1]}
-                           for k, g in gmeans.items()},
+               "geomean": {pair: {"min": g[0], "mean": g[1]}
+                           for pair, g in gmeans.items()},
                "benchmarks": {side: {bm: {"ratio_min": r[0],
                                           "ratio_mean": r[1]}
                                      for bm, r in rs.items()}
@@ -275,13 +272,10 @@ def main():
     for f in files:
         if os.path.exists(f):
             os.remove(f)
-    order = []
-    n = len(sides)
-    for i in range(a.passes):
-        # A,B then B,A (A,B,C then B,C,A then C,A,B): no side always runs
-        # first.
-        order += [(i + j) % n for j in range(n)] if n > 2 else \
-            [i % 2, 1 - i % 2]
+    # Rotate the sides each pass (A,B then B,A; A,B,C then B,C,A...): no
+    # side always runs first.
+    order = [(i + j) % len(sides) for i in range(a.passes)
+             for j in range(len(sides))]
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short",
                              "HEAD"], capture_output=True,
                             text=True).stdout.strip()

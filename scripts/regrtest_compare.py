@@ -6,7 +6,7 @@ and skip exactly what pristine skips.
 
   python3 scripts/regrtest_compare.py [-j 2] [--only experiment] [-- ARGS]
 
-Takes about 8 minutes per interpreter on 2 cores. Exit status 1 if a test
+Takes about 10 minutes per interpreter on 2 cores. Exit status 1 if a test
 fails on the experiment only, or the two skip different tests.
 """
 

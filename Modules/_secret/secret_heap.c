@@ -472,10 +472,10 @@ _PySecretHeap_Calloc(size_t nelem, size_t elsize)
  * GROW_FACTOR growth, instead of once per half). Such a block's
  * high-water mark (the most it was ever asked to hold, all a caller may
  * have written) is kept in a small table, and only that much is zeroed
- * when it is freed or moved, so the headroom is never faulted in. Headroom blocks hold at most a
- * quarter of the arena (a block at most a sixteenth); when there is no
- * room for headroom, a block grows as before (by half at least). */
-
+ * when it is freed or moved, so the headroom is never faulted in.
+ * Headroom blocks hold at most a quarter of the arena (a block at most a
+ * sixteenth); when there is no room for headroom, a block grows as before
+ * (by half at least). */
 
 static inline void
 grow_lock(void)

@@ -21,6 +21,33 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def parse_lists(out):
+    # Result lists: "N tests failed:", "N tests skipped:", "N tests skipped
+    # (resource denied):", ... (or "1 test ...") then indented names.
+    lists = {}
+    for m in re.finditer(r"^\d+ tests? (.*?):\n((?:    .*\n)+)", out,
+                         re.M):
+        lists.setdefault(m.group(1), set()).update(m.group(2).split())
+    return lists
+
+
+def parse_output(out):
+    # With --rerun, regrtest prints its result lists twice: after the first
+    # run, and after "Re-running N failed tests" (where "failed" are only
+    # the tests that failed again). The final lists are the verdict; a test
+    # that failed at first and passed on re-run is reported as "flaky".
+    marks = list(re.finditer(r"Re-running \d+ failed tests?", out))
+    if not marks:
+        return parse_lists(out)
+    first, final = out[:marks[-1].start()], out[marks[-1].start():]
+    lists = parse_lists(final)
+    flaky = parse_lists(first).get("failed", set()) - lists.get("failed",
+                                                               set())
+    if flaky:
+        lists["flaky"] = flaky
+    return lists
+
+
 def run_suite(variant, jobs, extra):
     python = os.path.join(ROOT, "cpython-build", "install", variant, "bin",
                           "python3")
@@ -31,12 +58,7 @@ def run_suite(variant, jobs, extra):
                        text=True, cwd="/tmp")
     took = time.monotonic() - t0
     out = r.stdout
-    # Result lists: "N tests failed:", "N tests skipped:", "N tests skipped
-    # (resource denied):", ... (or "1 test ...") then indented names.
-    lists = {}
-    for m in re.finditer(r"^\d+ tests? (.*?):\n((?:    .*\n)+)", out,
-                         re.M):
-        lists.setdefault(m.group(1), set()).update(m.group(2).split())
+    lists = parse_output(out)
     summary = [l for l in out.splitlines()
                if l.startswith(("Total tests:", "Result:"))]
     if not summary:
@@ -74,6 +96,11 @@ def main():
         only = e.get("failed", set()) - p.get("failed", set())
         print("fail on the experiment only: %s"
               % (" ".join(sorted(only)) or "none"))
+        # Information, not a verdict: a first-run failure that passed on
+        # re-run (alone, in a fresh process) is usually load or timing.
+        flaky = e.get("flaky", set()) - p.get("flaky", set())
+        print("failed at first, passed on re-run, on the experiment only: %s"
+              % (" ".join(sorted(flaky)) or "none"))
         bad = bool(only)
         for kind in sorted(k for k in set(p) | set(e) if "skipped" in k):
             diff = p.get(kind, set()) ^ e.get(kind, set())

@@ -2,6 +2,7 @@
 patches touch, and the ABI of 3.13 (upstream wheels keep working)."""
 
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -19,9 +20,17 @@ REGRTESTS = ["test_sys", "test_threading", "test_thread", "test_capi",
              "test_strtod", "test_asyncio"]
 
 
+def default_sigint():
+    # If pytest was started with SIGINT ignored (a background job of a
+    # non-interactive shell), regrtest would inherit that and CPython's
+    # KeyboardInterrupt tests would fail or hang on any interpreter.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cpython_regrtests_pass():
     cmd = [sys.executable, "-m", "test", "-j2", "--timeout=900", *REGRTESTS]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True,
+                       preexec_fn=default_sigint)
     tail = "\n".join((r.stdout + r.stderr).splitlines()[-40:])
     assert r.returncode == 0, tail
     assert "Result: SUCCESS" in r.stdout, tail
@@ -70,3 +79,44 @@ def test_cp313_wheel_works(wheel_venv):
     ]))
     assert out.endswith(".cpython-313-x86_64-linux-gnu.so") or \
         out.endswith(".cpython-313-aarch64-linux-gnu.so"), out
+
+
+def test_regrtest_compare_reads_the_final_verdict(tmp_path):
+    """scripts/regrtest_compare.py judges by the lists regrtest prints after
+    its re-run: a test that failed once and passed on re-run is "flaky",
+    not "failed"; one that failed again is "failed"."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir,
+                                    "scripts"))
+    try:
+        import regrtest_compare
+    finally:
+        del sys.path[0]
+    d = tmp_path / "tests"
+    d.mkdir()
+    marker = tmp_path / "failed-once"
+    (d / "test_rc_flaky.py").write_text(
+        "import os, unittest\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_once(self):\n"
+        f"        if not os.path.exists({str(marker)!r}):\n"
+        f"            open({str(marker)!r}, 'w').close()\n"
+        "            self.fail('first run')\n")
+    (d / "test_rc_fail.py").write_text(
+        "import unittest\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_always(self):\n"
+        "        self.fail('every run')\n")
+    (d / "test_rc_skip.py").write_text(
+        "import unittest\nraise unittest.SkipTest('not here')\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "test", "--testdir", str(d), "-j2",
+         "--rerun", "test_rc_flaky", "test_rc_fail", "test_rc_skip"],
+        capture_output=True, text=True, cwd=tmp_path,
+        preexec_fn=default_sigint)
+    lists = regrtest_compare.parse_output(r.stdout)
+    # The control: the first run's lists alone count the flaky test failed.
+    assert regrtest_compare.parse_lists(r.stdout)["failed"] == {
+        "test_rc_fail", "test_rc_flaky"}, r.stdout
+    assert lists["failed"] == {"test_rc_fail"}, r.stdout
+    assert lists["flaky"] == {"test_rc_flaky"}, r.stdout
+    assert lists["skipped"] == {"test_rc_skip"}, r.stdout

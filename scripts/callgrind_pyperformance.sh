@@ -3,11 +3,19 @@
 # benchmarks, pristine vs experiment: backs the wall-clock comparison of
 # scripts/bench_pyperformance.py (which must have run first: it makes the
 # interpreter copies and the benchmark venvs under cpython-build/bench/).
-#   scripts/callgrind_pyperformance.sh [BENCHMARKS...]
+#   scripts/callgrind_pyperformance.sh [--sim] [BENCHMARKS...]
 # One worker value per benchmark (--loops 1, no warm-up), PYTHONHASHSEED=0;
 # prints a Markdown table: instructions of each and the ratio.
+# --sim also simulates the caches and the branch predictor
+# (--cache-sim=yes --branch-sim=yes, about twice as slow) and adds
+# callgrind's cycle estimate, CEst = Ir + 10 (L1 misses + mispredicted
+# branches) + 100 LL misses (KCachegrind's formula): what the added code
+# does to the instruction cache, data cache and branch prediction, which
+# instruction counts alone do not show. Still exact and repeatable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sim=
+if [ "${1:-}" = --sim ]; then sim=1; shift; fi
 work=cpython-build/bench
 bms=$work/pyperformance-venv/lib/python3.13/site-packages/pyperformance/data-files/benchmarks
 [ -d "$bms" ] || { echo "error: run scripts/bench_pyperformance.py first" >&2; exit 1; }
@@ -31,30 +39,67 @@ comprehensions:bm_comprehensions
 unpickle_pure_python:bm_pickle:--pure-python,unpickle
 pickle_pure_python:bm_pickle:--pure-python,pickle"
 list=${*:-$default}
-count() {   # instructions of one worker value
+count() {   # events of one worker value: Ir, or with --sim all of them
   local out; out=$(mktemp)
   PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file="$out" \
+    ${sim:+--cache-sim=yes --branch-sim=yes} \
     "$1" "$2" --worker --loops 1 --values 1 --warmups 0 -p 1 ${3//,/ } \
     >/dev/null 2>"$out.log" || { cat "$out.log" >&2; exit 1; }
   sed -n 's/^==[0-9]*== Collected : //p' "$out.log"
   rm -f "$out" "$out.log"
 }
-echo "| benchmark | pristine | experiment | ratio |"
-echo "|---|---|---|---|"
-tp=0; te=0; logsum=0; n=0
+counts=$work/callgrind-counts.txt
+: > "$counts"
+if [ -n "$sim" ]; then
+  echo "| benchmark | Ir ratio | I1 misses p / e | D1 misses p / e | mispredicted branches p / e | CEst pristine | CEst experiment | CEst ratio |"
+  echo "|---|---|---|---|---|---|---|---|"
+else
+  echo "| benchmark | pristine | experiment | ratio |"
+  echo "|---|---|---|---|"
+fi
 for item in $list; do
   IFS=: read -r name dir arg <<<"$item"
   script=$bms/$dir/run_benchmark.py
-  p=$(count "$p_py" "$script" "$arg")
-  e=$(count "$e_py" "$script" "$arg")
-  python3 -c "print('| %s | %d | %d | %.4f |' % ('$name', $p, $e, $e / $p))"
-  echo "$name $p $e" >> "$work/callgrind-counts.txt"
-done
-python3 - "$work/callgrind-counts.txt" <<'PY'
-import math, sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-r = [int(e) / int(p) for _, p, e in rows]
-print("\ngeometric mean of the ratios (%d benchmarks): %.4f"
-      % (len(r), math.exp(sum(map(math.log, r)) / len(r))))
+  # The two runs are independent and their counts do not depend on load:
+  # run them side by side.
+  pf=$(mktemp); ef=$(mktemp)
+  count "$p_py" "$script" "$arg" > "$pf" &
+  pp=$!
+  count "$e_py" "$script" "$arg" > "$ef" &
+  wait $pp; wait $!
+  p=$(cat "$pf"); e=$(cat "$ef"); rm -f "$pf" "$ef"
+  echo "$name|$p|$e" >> "$counts"
+  python3 - "$name" "$p" "$e" "$sim" <<'PY'
+import sys
+name, p, e, sim = sys.argv[1:]
+p, e = [list(map(int, x.split())) for x in (p, e)]
+if not sim:
+    print("| %s | %d | %d | %.4f |" % (name, p[0], e[0], e[0] / p[0]))
+    sys.exit()
+# Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim
+def cest(v):
+    return (v[0] + 10 * (v[3] + v[4] + v[5] + v[10] + v[12])
+            + 100 * (v[6] + v[7] + v[8]))
+print("| %s | %.4f | %d / %d | %d / %d | %d / %d | %d | %d | %.4f |" % (
+    name, e[0] / p[0], p[3], e[3], p[4] + p[5], e[4] + e[5],
+    p[10] + p[12], e[10] + e[12], cest(p), cest(e), cest(e) / cest(p)))
 PY
-rm -f "$work/callgrind-counts.txt"
+done
+python3 - "$counts" "$sim" <<'PY'
+import math, sys
+rows = [l.strip().split("|") for l in open(sys.argv[1]) if l.strip()]
+def gmean(r):
+    return math.exp(sum(map(math.log, r)) / len(r))
+ir = [int(e.split()[0]) / int(p.split()[0]) for _, p, e in rows]
+print("\ngeometric mean of the ratios (%d benchmarks): instructions %.4f"
+      % (len(ir), gmean(ir)), end="")
+if sys.argv[2]:
+    def cest(v):
+        v = list(map(int, v.split()))
+        return (v[0] + 10 * (v[3] + v[4] + v[5] + v[10] + v[12])
+                + 100 * (v[6] + v[7] + v[8]))
+    print(", CEst %.4f" % gmean([cest(e) / cest(p) for _, p, e in rows]),
+          end="")
+print()
+PY
+rm -f "$counts"

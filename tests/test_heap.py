@@ -167,6 +167,67 @@ def test_smaps_dontdump_and_locked():
     assert "dd" not in smaps_flags(T.buffer_address(b))
 
 
+LOCK_CHILD = r"""
+import json, os, secret
+claim = secret.protections()["no_core_dump_or_swap"]
+keep = secret.do(lambda: [bytes(os.urandom(1 << 20)) for _ in range(40)])
+info = secret.heap_info()
+print(json.dumps(dict(claim=claim, **{k: info[k] for k in (
+    "reserved", "locked_bytes", "unlocked_resident", "lock_error")})))
+"""
+
+
+def run_lock_child(memlock=None):
+    """A child that keeps 40 MiB of secret blocks; with memlock, it starts
+    without CAP_IPC_LOCK and with RLIMIT_MEMLOCK lowered to memlock."""
+    def limit():
+        import ctypes
+        import resource
+        # PR_CAPBSET_DROP (24) CAP_IPC_LOCK (14): root keeps its other
+        # capabilities but locks under the limit, like any user. Fails
+        # harmlessly where the capability is not held anyway.
+        ctypes.CDLL(None).prctl(24, 14, 0, 0, 0)
+        hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+        if hard != resource.RLIM_INFINITY:
+            memlock_ = min(memlock, hard)
+        else:
+            memlock_ = memlock
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (memlock_, memlock_))
+    r = subprocess.run([sys.executable, "-c", LOCK_CHILD],
+                       capture_output=True, text=True, timeout=60,
+                       preexec_fn=limit if memlock else None)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_swap_claim_follows_the_lock():
+    """protections() claims no_core_dump_or_swap only when the whole secret
+    heap is locked; a partial lock (best effort under RLIMIT_MEMLOCK) is
+    reported, and heap_info() shows the secret memory that may be swapped.
+    """
+    part = run_lock_child(memlock=4 << 20)
+    assert 0 < part["locked_bytes"] <= 4 << 20, part
+    assert part["lock_error"] == "ENOMEM", part
+    assert part["claim"] is False, part
+    assert part["unlocked_resident"] >= 30 << 20, part
+    # The control: as this process was started (root here, or a limit the
+    # whole heap fits in), the claim follows the same rule.
+    full = run_lock_child()
+    whole = full["locked_bytes"] == full["reserved"]
+    assert full["claim"] is whole, full
+    assert (full["unlocked_resident"] == 0) is whole, full
+    if has_cap_ipc_lock():
+        assert whole, full      # then all of it is locked
+
+
+def has_cap_ipc_lock():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) & (1 << 14))
+    return False
+
+
 def test_exhaustion_raises_memory_error_and_recovers():
     code = r"""
 import os, secret

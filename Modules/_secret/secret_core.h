@@ -105,8 +105,12 @@ extern void *_PySecret_ThreadExitPrepare(void);
 
 /* The secret heap (secret_heap.c, spec §3.4). */
 
-/* Reserve it on first use; 0, or -1 with MemoryError set. */
+/* Reserve it on first use; 0, or -1 with MemoryError (or ValueError for
+ * a size setting that is not a size) set. */
 extern int _PySecretHeap_EnsureReserved(void);
+/* 1 if every secret block is kept out of core dumps and swap: the whole
+ * reserved heap is MADV_DONTDUMP and locked. */
+extern int _PySecretHeap_OutOfDumpsAndSwap(void);
 /* At thread end (any thread): hand the thread's secret heap back and leave
  * secret mode for good. */
 extern void _PySecretHeap_ThreadDone(void);

@@ -360,16 +360,23 @@ reserve(void *arg)
     lock_best_effort(base, size);
     if (pthread_key_create(&registry_key, registry_thread_end) != 0) {
         reserve_errno = EAGAIN;
-        return 0;
+        goto fail;
     }
     if (!_mi_manage_os_memory_pinned(base, size, -1, &secret_arena)) {
         reserve_errno = ENOMEM;
-        return 0;
+        goto fail;
     }
     _PySecret_range.base = (uintptr_t)base;
     _Py_atomic_store_uintptr_release(&_PySecret_range.size, (uintptr_t)size);
     (void)pthread_atfork(NULL, NULL, atfork_child);
     (void)Py_AtExit(shutdown_zero);
+    return 0;
+
+fail:
+    /* Give back the locked range; heap_info() reports nothing reserved. */
+    munmap(base, size);
+    flags.locked_bytes = 0;
+    flags.dontdump = 0;
     return 0;
 }
 
@@ -395,6 +402,16 @@ _PySecretHeap_EnsureReserved(void)
         return -1;
     }
     return 0;
+}
+
+/* Locking is best effort (spec §3.4): a partly locked heap keeps its
+ * blocks beyond the locked prefix out of core dumps but not out of swap,
+ * and protections() must not say otherwise. */
+int
+_PySecretHeap_OutOfDumpsAndSwap(void)
+{
+    return _PySecret_range.size != 0 && flags.dontdump
+           && flags.locked_bytes == _PySecret_range.size;
 }
 
 /* --- allocation ------------------------------------------------------ */
@@ -687,15 +704,16 @@ shutdown_zero(void)
 
 /* --- introspection --------------------------------------------------- */
 
+/* Resident bytes of the reservation from offset start to its end. */
 static size_t
-resident_bytes(void)
+resident_bytes(size_t start)
 {
     enum { BATCH = 4096 };
     unsigned char vec[BATCH];
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t total = 0;
-    char *p = (char *)_PySecret_range.base;
-    char *end = p + _PySecret_range.size;
+    char *p = (char *)_PySecret_range.base + start;
+    char *end = (char *)_PySecret_range.base + _PySecret_range.size;
     while (p < end) {
         size_t n = (size_t)(end - p) / page;
         if (n > BATCH) {
@@ -726,12 +744,16 @@ _PySecretHeap_Info(void)
     const char *lock_err = flags.lock_errno && flags.locked_bytes
                                                  < _PySecret_range.size
                            ? strerrorname_np(flags.lock_errno) : NULL;
+    /* Touched pages beyond the locked prefix hold (or held) secret blocks
+     * that the kernel may swap out. */
+    size_t unlocked = reserved && flags.locked_bytes < _PySecret_range.size
+                      ? resident_bytes(flags.locked_bytes) : 0;
     return Py_BuildValue(
-        "{s:n,s:K,s:n,s:L,s:L,s:K,s:K,s:K,s:K,s:n,s:O,s:n,s:s,s:O,s:L,"
-        "s:i}",
+        "{s:n,s:K,s:n,s:L,s:L,s:K,s:K,s:K,s:K,s:n,s:O,s:n,s:s,s:n,s:O,"
+        "s:L,s:i}",
         "reserved", (Py_ssize_t)_PySecret_range.size,
         "base", (unsigned long long)_PySecret_range.base,
-        "committed", (Py_ssize_t)(reserved ? resident_bytes() : 0),
+        "committed", (Py_ssize_t)(reserved ? resident_bytes(0) : 0),
         "live_bytes", (long long)sum.live_bytes,
         "live_blocks", (long long)sum.live_blocks,
         "zeroed_bytes", (unsigned long long)sum.zeroed_bytes,
@@ -743,6 +765,7 @@ _PySecretHeap_Info(void)
         "lock_limit", (Py_ssize_t)(flags.lock_limit == SIZE_MAX
                                    ? -1 : (Py_ssize_t)flags.lock_limit),
         "lock_error", lock_err,
+        "unlocked_resident", (Py_ssize_t)unlocked,
         "dontdump", (reserved && flags.dontdump) ? Py_True : Py_False,
         "threads", (long long)_Py_atomic_load_int64(&heap_threads),
         "headroom_blocks", _Py_atomic_load_int_acquire(&grow_count));
@@ -756,6 +779,12 @@ _PySecretHeap_EnsureReserved(void)
     return 0;
 }
 
+int
+_PySecretHeap_OutOfDumpsAndSwap(void)
+{
+    return 0;
+}
+
 void
 _PySecretHeap_ThreadDone(void)
 {
@@ -765,12 +794,13 @@ PyObject *
 _PySecretHeap_Info(void)
 {
     return Py_BuildValue(
-        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:O,s:O,s:i,"
-        "s:i}",
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:O,s:i,s:O,"
+        "s:i,s:i}",
         "reserved", 0, "base", 0, "committed", 0, "live_bytes", 0,
         "live_blocks", 0, "zeroed_bytes", 0, "allocations", 0, "frees", 0,
         "exhausted", 0, "locked_bytes", 0, "locked", Py_False,
-        "lock_limit", 0, "lock_error", Py_None, "dontdump", Py_False,
+        "lock_limit", 0, "lock_error", Py_None, "unlocked_resident", 0,
+        "dontdump", Py_False,
         "threads", 0, "headroom_blocks", 0);
 }
 

@@ -27,7 +27,7 @@ static const struct {
     {"signal_frames", 1},       /* §3.2 */
     {"frame_stack", 1},         /* §3.3 */
     {"heap", 1},                /* §3.4 */
-    {"no_core_dump_or_swap", 1},/* §3.4: secret blocks; see heap_info() */
+    {"no_core_dump_or_swap", 1},/* §3.4: if all of it is locked */
 };
 
 /* Close an object whose body would run after do() returned, while still in
@@ -219,18 +219,31 @@ PyDoc_STRVAR(secret_protections_doc,
 "protections($module, /)\n"
 "--\n"
 "\n"
-"Return a dict: for each protection of secret.do(), whether this build\n"
-"provides it. All False in fallback mode.");
+"Return a dict: for each protection of secret.do(), whether do() gives it\n"
+"in this process. All False in fallback mode. no_core_dump_or_swap is True\n"
+"only if the whole secret heap is excluded from core dumps and locked\n"
+"(locking is best effort, limited by RLIMIT_MEMLOCK without CAP_IPC_LOCK;\n"
+"heap_info() says how much was granted). Reserves the secret heap if no\n"
+"do() has yet, and raises what do() would if that fails.");
 
 static PyObject *
 secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
+    /* The swap claim depends on what the kernel granted: ask for it now,
+     * as do() would. */
+    if (_PySecretHeap_EnsureReserved() < 0) {
+        return NULL;
+    }
+    int out_of_swap = _PySecretHeap_OutOfDumpsAndSwap();
     PyObject *dict = PyDict_New();
     if (dict == NULL) {
         return NULL;
     }
     for (size_t i = 0; i < Py_ARRAY_LENGTH(protections); i++) {
         int on = _PySecret_SUPPORTED && protections[i].erased;
+        if (strcmp(protections[i].name, "no_core_dump_or_swap") == 0) {
+            on = on && out_of_swap;
+        }
         if (PyDict_SetItemString(dict, protections[i].name,
                                  on ? Py_True : Py_False) < 0) {
             Py_DECREF(dict);
@@ -249,7 +262,9 @@ PyDoc_STRVAR(secret_heap_info_doc,
 "(resident bytes), live_bytes, live_blocks, zeroed_bytes, allocations,\n"
 "frees, exhausted (failed allocations), locked (mlock granted),\n"
 "locked_bytes, lock_limit (RLIMIT_MEMLOCK, -1 = unlimited), lock_error,\n"
-"dontdump (excluded from core dumps), threads (owning a secret heap).\n"
+"unlocked_resident (resident bytes beyond the locked part: they may be\n"
+"swapped), dontdump (excluded from core dumps), threads (owning a secret\n"
+"heap), headroom_blocks.\n"
 "All zero before the first secret.do() and in fallback mode.");
 
 static PyObject *

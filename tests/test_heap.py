@@ -177,9 +177,10 @@ print(json.dumps(dict(claim=claim, **{k: info[k] for k in (
 """
 
 
-def run_lock_child(memlock=None):
+def run_lock_child(memlock=None, code=LOCK_CHILD, options=()):
     """A child that keeps 40 MiB of secret blocks; with memlock, it starts
-    without CAP_IPC_LOCK and with RLIMIT_MEMLOCK lowered to memlock."""
+    without CAP_IPC_LOCK and with RLIMIT_MEMLOCK lowered to memlock.
+    Returns its output (JSON) and its stderr."""
     def limit():
         import ctypes
         import resource
@@ -193,11 +194,11 @@ def run_lock_child(memlock=None):
         else:
             memlock_ = memlock
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (memlock_, memlock_))
-    r = subprocess.run([sys.executable, "-c", LOCK_CHILD],
+    r = subprocess.run([sys.executable, *options, "-c", code],
                        capture_output=True, text=True, timeout=60,
                        preexec_fn=limit if memlock else None)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return json.loads(r.stdout), r.stderr
 
 
 def test_swap_claim_follows_the_lock():
@@ -205,19 +206,47 @@ def test_swap_claim_follows_the_lock():
     heap is locked; a partial lock (best effort under RLIMIT_MEMLOCK) is
     reported, and heap_info() shows the secret memory that may be swapped.
     """
-    part = run_lock_child(memlock=4 << 20)
+    part, err = run_lock_child(memlock=4 << 20)
     assert 0 < part["locked_bytes"] <= 4 << 20, part
     assert part["lock_error"] == "ENOMEM", part
     assert part["claim"] is False, part
     assert part["unlocked_resident"] >= 30 << 20, part
+    # ... and not silently: one RuntimeWarning, at the first call.
+    assert err.count("RuntimeWarning: secret: only") == 1, err
+    assert "may be swapped out" in err, err
     # The control: as this process was started (root here, or a limit the
     # whole heap fits in), the claim follows the same rule.
-    full = run_lock_child()
+    full, err = run_lock_child()
     whole = full["locked_bytes"] == full["reserved"]
     assert full["claim"] is whole, full
     assert (full["unlocked_resident"] == 0) is whole, full
+    assert ("RuntimeWarning" not in err) is whole, err
     if has_cap_ipc_lock():
         assert whole, full      # then all of it is locked
+
+
+def test_partial_lock_can_be_refused():
+    """-W error::RuntimeWarning: a process that cannot lock all of its
+    secret heap runs no do() at all (every call raises, func never runs).
+    """
+    code = r"""
+import json, secret
+ran, errors = [], []
+for _ in range(3):
+    try:
+        secret.do(ran.append, 1)
+    except RuntimeWarning as e:
+        errors.append(str(e))
+print(json.dumps(dict(ran=len(ran), errors=len(errors))))
+"""
+    out, _ = run_lock_child(memlock=4 << 20, code=code,
+                            options=("-W", "error::RuntimeWarning"))
+    assert out == {"ran": 0, "errors": 3}, out
+    # The control: same child without the limit: all three run.
+    full, _ = run_lock_child(code=code,
+                             options=("-W", "error::RuntimeWarning"))
+    if has_cap_ipc_lock():
+        assert full == {"ran": 3, "errors": 0}, full
 
 
 def has_cap_ipc_lock():

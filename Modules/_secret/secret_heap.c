@@ -380,13 +380,39 @@ fail:
     return 0;
 }
 
+/* Best effort must not be silent: once per process, the first do() (or
+ * protections()) of a process whose heap is only partly locked warns.
+ * -W error::RuntimeWarning makes it an error, for who would rather not
+ * run so. */
+static int lock_warned;
+
+static int
+warn_partial_lock(void)
+{
+    char limit[32];
+    if (flags.lock_limit == SIZE_MAX) {
+        PyOS_snprintf(limit, sizeof(limit), "unlimited");
+    }
+    else {
+        PyOS_snprintf(limit, sizeof(limit), "%zu KiB",
+                      flags.lock_limit >> 10);
+    }
+    return PyErr_WarnFormat(
+        PyExc_RuntimeWarning, 1,
+        "secret: only %zu KiB of the %zu MiB secret heap could be locked "
+        "against swap (%s; RLIMIT_MEMLOCK %s): secret blocks beyond them "
+        "may be swapped out. Grant CAP_IPC_LOCK, or raise RLIMIT_MEMLOCK "
+        "to the heap size or lower it with PYTHONSECRETHEAPSIZE.",
+        flags.locked_bytes >> 10, (size_t)_PySecret_range.size >> 20,
+        flags.lock_errno ? strerrorname_np(flags.lock_errno) : "-", limit);
+}
+
 int
 _PySecretHeap_EnsureReserved(void)
 {
-    if (_Py_atomic_load_uintptr_acquire(&_PySecret_range.size) != 0) {
-        return 0;
+    if (_Py_atomic_load_uintptr_acquire(&_PySecret_range.size) == 0) {
+        _PyOnceFlag_CallOnce(&reserve_once, reserve, NULL);
     }
-    _PyOnceFlag_CallOnce(&reserve_once, reserve, NULL);
     if (_PySecret_range.size == 0) {
         if (bad_size_source != NULL) {
             PyErr_Format(PyExc_ValueError,
@@ -400,6 +426,16 @@ _PySecretHeap_EnsureReserved(void)
                      "secret.do(): cannot reserve the secret heap (%s)",
                      strerror(reserve_errno ? reserve_errno : ENOMEM));
         return -1;
+    }
+    if (flags.locked_bytes < _PySecret_range.size
+        && !_Py_atomic_load_int_relaxed(&lock_warned)
+        && _Py_atomic_exchange_int(&lock_warned, 1) == 0)
+    {
+        if (warn_partial_lock() < 0) {
+            /* An error by the warnings filter: every do() refuses. */
+            _Py_atomic_store_int(&lock_warned, 0);
+            return -1;
+        }
     }
     return 0;
 }

@@ -103,5 +103,6 @@ def main():
                       ins.mean() / out.mean(), i / o, nbytes, z * 1e6,
                       (i - z) / o))
 
+
 if __name__ == "__main__":
     main()

@@ -41,8 +41,8 @@ def parse_output(out):
         return parse_lists(out)
     first, final = out[:marks[-1].start()], out[marks[-1].start():]
     lists = parse_lists(final)
-    flaky = parse_lists(first).get("failed", set()) - lists.get("failed",
-                                                               set())
+    failed = lists.get("failed", set())
+    flaky = parse_lists(first).get("failed", set()) - failed
     if flaky:
         lists["flaky"] = flaky
     return lists
@@ -59,8 +59,8 @@ def run_suite(variant, jobs, extra):
     took = time.monotonic() - t0
     out = r.stdout
     lists = parse_output(out)
-    summary = [l for l in out.splitlines()
-               if l.startswith(("Total tests:", "Result:"))]
+    summary = [line for line in out.splitlines()
+               if line.startswith(("Total tests:", "Result:"))]
     if not summary:
         sys.exit("%s: no regrtest summary; its output ends:\n%s"
                  % (variant, out[-3000:]))

@@ -103,6 +103,7 @@ def test_every_exception_leaves_secret_mode(func, exc):
         secret.do(f)
     assert inside == [True]
     assert secret.enabled() is False
+
     # Nested: the outer do is still in force after the inner one raised.
     def outer():
         with pytest.raises(exc):

@@ -73,6 +73,14 @@ KINDS = {
                ("do", "experiment", {"RUNTIMESECRET_BENCH_MODE": "do"})],
               SUBSET_IN_DO),
 }
+# Kinds whose sides must run every benchmark with the same number of loops:
+# in-do times each benchmark's whole timed function, its own set-up
+# included, so a side calibrated to 1 loop and one calibrated to 2 would
+# spread that set-up over different numbers of loops and compare different
+# work (this made `generators` look 1.88x). The first pass calibrates; every
+# later pass of every side runs with its loops
+# (scripts/pyperf_in_do/sitecustomize.py, RUNTIMESECRET_BENCH_LOOPS).
+FIXED_LOOPS = {"in-do"}
 INTERPRETERS = {"pristine": "pristine 3.13.5, unpatched",
                 "experiment": "`--with-experiment=runtimesecret`"}
 
@@ -119,6 +127,20 @@ def load_values(path):
         if name and vals:
             out.setdefault(name, []).extend(vals)
     return out
+
+
+def load_loops(path):
+    """{benchmark: sorted list of the loops its values ran with}."""
+    with open(path) as f:
+        data = json.load(f)
+    out = {}
+    for b in data["benchmarks"]:
+        md = b.get("metadata", {})
+        for r in b["runs"]:
+            if r.get("values"):
+                loops = r.get("metadata", {}).get("loops", md.get("loops"))
+                out.setdefault(md.get("name"), set()).add(loops)
+    return {name: sorted(v) for name, v in out.items()}
 
 
 def geomean(xs):
@@ -184,6 +206,16 @@ def report(kind, tools_py, files, out_dir, meta):
     if missing:
         lines.append("- results on some sides only (left out): "
                      + ", ".join(missing))
+    loops = [load_loops(f) for f in files]
+    if kind in FIXED_LOOPS:
+        differ = [bm for bm in common
+                  if len({tuple(lp.get(bm, ())) for lp in loops}) > 1
+                  or len(loops[0].get(bm, ())) > 1]
+        lines.append("- loops: every benchmark ran with the loops its first "
+                     "pass calibrated, on every side (the timed function "
+                     "includes its own set-up)%s" % (
+                         "; **differing**: " + ", ".join(differ)
+                         if differ else ""))
     lines += [
         "",
         "## Summary",
@@ -291,6 +323,9 @@ def main():
                     for side, _, _ in sides}}
     with open(meta_path, "w") as f:
         json.dump(meta, f)
+    loops_path = os.path.join(results, "loops.json")
+    if os.path.exists(loops_path):
+        os.remove(loops_path)
     for n, i in enumerate(order):
         side, _, env = sides[i]
         print("== pass %d/%d: %s" % (n + 1, len(order), side), flush=True)
@@ -298,6 +333,13 @@ def main():
                "--python", side_py[side], "-b", benchmarks,
                "--append", files[i]]
         penv = dict(os.environ)
+        if a.kind in FIXED_LOOPS and n > 0:
+            if not os.path.exists(loops_path):
+                first = load_loops(files[order[0]])
+                with open(loops_path, "w") as f:
+                    json.dump({bm: lp[-1] for bm, lp in first.items()}, f,
+                              indent=1, sort_keys=True)
+            env = dict(env, RUNTIMESECRET_BENCH_LOOPS=loops_path)
         if env:
             # The hook reaches the benchmark workers through PYTHONPATH;
             # pyperf passes only the variables named here to workers.

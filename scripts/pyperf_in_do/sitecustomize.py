@@ -18,6 +18,11 @@ the benchmark's manager process) imports this module and does nothing.
   bench_async_func(name, f, *args) -> time a new event loop awaiting f
                                       loops times, one call
 bench_command and timeit are refused: they cannot run inside do.
+
+RUNTIMESECRET_BENCH_LOOPS, a JSON file {benchmark: loops}: the benchmark's
+manager process runs those benchmarks with that many loops instead of
+calibrating (both modes must spread a timed function's own set-up over the
+same number of loops, else they compare different work).
 """
 
 import os
@@ -29,6 +34,32 @@ MODE = os.environ.get("RUNTIMESECRET_BENCH_MODE")
 def _in_worker():
     return (len(sys.argv) > 1 and "--worker" in sys.argv
             and os.path.basename(sys.argv[0]) == "run_benchmark.py")
+
+
+def _in_manager():
+    return (os.path.basename(sys.argv[0]) == "run_benchmark.py"
+            and "--worker" not in sys.argv)
+
+
+def _fix_loops(path):
+    import json
+
+    import pyperf
+
+    with open(path) as f:
+        table = json.load(f)
+
+    def fixed(orig):
+        def method(self, name, *args, **kw):
+            if name in table:
+                # Read by pyperf's Manager: no calibration, workers get
+                # --loops.
+                self.parse_args().loops = table[name]
+            return orig(self, name, *args, **kw)
+        return method
+
+    for meth in ("bench_time_func", "bench_func", "bench_async_func"):
+        setattr(pyperf.Runner, meth, fixed(getattr(pyperf.Runner, meth)))
 
 
 def _caller(mode):
@@ -100,6 +131,10 @@ def _patch(mode):
     pyperf.Runner.bench_command = refuse
     pyperf.Runner.timeit = refuse
 
+
+if MODE is not None and _in_manager() and os.environ.get(
+        "RUNTIMESECRET_BENCH_LOOPS"):
+    _fix_loops(os.environ["RUNTIMESECRET_BENCH_LOOPS"])
 
 if MODE is not None and _in_worker():
     if MODE not in ("plain", "do"):

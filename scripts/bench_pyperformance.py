@@ -23,7 +23,8 @@ What it does, all under cpython-build/bench/ (git-ignored):
   3. runs `pyperformance run --fast` on the subset, N passes per side,
      interleaved (A, B, B, A, ...; with three sides A, B, C, B, C, A, ...),
      adding each pass to one file per side with --append, so slow phases
-     of this noisy machine fall on all sides;
+     of this noisy machine fall on all sides (in-do: every pass after the
+     first runs each benchmark with the loops the first pass calibrated);
   4. writes OUT/pyperformance-KIND.md: pyperf's own comparison (geometric
      mean of the means) and a second geometric mean of per-benchmark
      minima, which is far steadier here (../shared notes: an A/A run differs
@@ -206,8 +207,8 @@ def report(kind, tools_py, files, out_dir, meta):
     if missing:
         lines.append("- results on some sides only (left out): "
                      + ", ".join(missing))
-    loops = [load_loops(f) for f in files]
     if kind in FIXED_LOOPS:
+        loops = [load_loops(f) for f in files]
         differ = [bm for bm in common
                   if len({tuple(lp.get(bm, ())) for lp in loops}) > 1
                   or len(loops[0].get(bm, ())) > 1]

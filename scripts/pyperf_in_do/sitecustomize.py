@@ -9,9 +9,10 @@ and sets RUNTIMESECRET_BENCH_MODE for the benchmark processes:
 Both modes time the same thing (the whole timed function, from outside, its
 own setup included), so their ratio is "this work in do / the same work
 outside", do's exit work (cyclic collection, stack erasure) included.
-Only pyperf worker processes of a pyperformance benchmark are touched:
-every other Python process that sees PYTHONPATH (pip, pyperformance,
-the benchmark's manager process) imports this module and does nothing.
+Only pyperf worker processes of a pyperformance benchmark are wrapped
+(and its manager process given fixed loops, below): every other Python
+process that sees PYTHONPATH (pip, pyperformance) imports this module and
+does nothing.
 
   bench_time_func(name, f, *args)  -> time f(loops, *args)
   bench_func(name, f, *args)       -> time `for loops: f(*args)`, one call

@@ -189,11 +189,8 @@ def run_lock_child(memlock=None, code=LOCK_CHILD, options=()):
         # harmlessly where the capability is not held anyway.
         ctypes.CDLL(None).prctl(24, 14, 0, 0, 0)
         hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
-        if hard != resource.RLIM_INFINITY:
-            memlock_ = min(memlock, hard)
-        else:
-            memlock_ = memlock
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (memlock_, memlock_))
+        n = memlock if hard == resource.RLIM_INFINITY else min(memlock, hard)
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (n, n))
     r = subprocess.run([sys.executable, *options, "-c", code],
                        capture_output=True, text=True, timeout=60,
                        preexec_fn=limit if memlock else None)

@@ -23,8 +23,9 @@ What it does, all under cpython-build/bench/ (git-ignored):
   3. runs `pyperformance run --fast` on the subset, N passes per side,
      interleaved (A, B, B, A, ...; with three sides A, B, C, B, C, A, ...),
      adding each pass to one file per side with --append, so slow phases
-     of this noisy machine fall on all sides (in-do: every pass after the
-     first runs each benchmark with the loops the first pass calibrated);
+     of this noisy machine fall on all sides; every pass after the first
+     runs each benchmark with the loops the first pass calibrated, so all
+     sides time the same work per value;
   4. writes OUT/pyperformance-KIND.md: pyperf's own comparison (geometric
      mean of the means) and a second geometric mean of per-benchmark
      minima, which is far steadier here (../shared notes: an A/A run differs
@@ -74,14 +75,17 @@ KINDS = {
                ("do", "experiment", {"RUNTIMESECRET_BENCH_MODE": "do"})],
               SUBSET_IN_DO),
 }
-# Kinds whose sides must run every benchmark with the same number of loops:
-# in-do times each benchmark's whole timed function, its own set-up
+# Kinds whose sides run every benchmark with the same number of loops.
+# in-do must: it times each benchmark's whole timed function, its own set-up
 # included, so a side calibrated to 1 loop and one calibrated to 2 would
 # spread that set-up over different numbers of loops and compare different
-# work (this made `generators` look 1.88x). The first pass calibrates; every
+# work (this made `generators` look 1.88x). heap gains steadiness: with
+# loops calibrated per pass, 8 of 39 benchmarks ran with different loops
+# on different sides or passes (create_gc_cycles 32 or 64), each loop count
+# its own cache and allocator pattern. The first pass calibrates; every
 # later pass of every side runs with its loops
 # (scripts/pyperf_in_do/sitecustomize.py, RUNTIMESECRET_BENCH_LOOPS).
-FIXED_LOOPS = {"in-do"}
+FIXED_LOOPS = {"in-do", "heap"}
 INTERPRETERS = {"pristine": "pristine 3.13.5, unpatched",
                 "experiment": "`--with-experiment=runtimesecret`"}
 
@@ -213,8 +217,7 @@ def report(kind, tools_py, files, out_dir, meta):
                   if len({tuple(lp.get(bm, ())) for lp in loops}) > 1
                   or len(loops[0].get(bm, ())) > 1]
         lines.append("- loops: every benchmark ran with the loops its first "
-                     "pass calibrated, on every side (the timed function "
-                     "includes its own set-up)%s" % (
+                     "pass calibrated, on every side%s" % (
                          "; **differing**: " + ", ".join(differ)
                          if differ else ""))
     lines += [
@@ -334,19 +337,20 @@ def main():
                "--python", side_py[side], "-b", benchmarks,
                "--append", files[i]]
         penv = dict(os.environ)
+        env = dict(env)
         if a.kind in FIXED_LOOPS and n > 0:
             if not os.path.exists(loops_path):
                 first = load_loops(files[order[0]])
                 with open(loops_path, "w") as f:
                     json.dump({bm: lp[-1] for bm, lp in first.items()}, f,
                               indent=1, sort_keys=True)
-            env = dict(env, RUNTIMESECRET_BENCH_LOOPS=loops_path)
-        if env:
-            # The hook reaches the benchmark workers through PYTHONPATH;
-            # pyperf passes only the variables named here to workers.
-            penv.update(env, PYTHONPATH=HOOK)
-            cmd += ["--inherit-environ", ",".join(sorted(env) +
-                                                  ["PYTHONPATH"])]
+            env["RUNTIMESECRET_BENCH_LOOPS"] = loops_path
+        # The hook reaches the benchmark processes through PYTHONPATH, on
+        # every pass of every side: the start-up benchmarks' interpreters
+        # import it too, and must all pay the same for it. pyperf passes
+        # only the variables named here to its processes.
+        penv.update(env, PYTHONPATH=HOOK)
+        cmd += ["--inherit-environ", ",".join(sorted(env) + ["PYTHONPATH"])]
         # pyperformance puts the benchmark venvs under ./venv.
         run(cmd, cwd=WORK, env=penv)
     report(a.kind, tools_py, files, a.out, meta)

@@ -1,7 +1,9 @@
 """Run pyperformance benchmarks inside secret.do() (spec §4, third bound).
 
-scripts/bench_pyperformance.py --in-do puts this directory on PYTHONPATH
-and sets RUNTIMESECRET_BENCH_MODE for the benchmark processes:
+scripts/bench_pyperformance.py puts this directory on PYTHONPATH (every
+kind, every side, so that all pay the same import in the start-up
+benchmarks) and, for --kind in-do, sets RUNTIMESECRET_BENCH_MODE for the
+benchmark processes:
 
   plain  each benchmark's timed function, timed from outside, as is
   do     the same, called through secret.do()
@@ -22,8 +24,10 @@ bench_command and timeit are refused: they cannot run inside do.
 
 RUNTIMESECRET_BENCH_LOOPS, a JSON file {benchmark: loops}: the benchmark's
 manager process runs those benchmarks with that many loops instead of
-calibrating (both modes must spread a timed function's own set-up over the
-same number of loops, else they compare different work).
+calibrating, with or without a mode (in-do: both modes must spread a timed
+function's own set-up over the same number of loops, else they compare
+different work; heap: pristine and experiment time the same work per
+value, one source of noise less).
 """
 
 import os
@@ -59,7 +63,8 @@ def _fix_loops(path):
             return orig(self, name, *args, **kw)
         return method
 
-    for meth in ("bench_time_func", "bench_func", "bench_async_func"):
+    for meth in ("bench_time_func", "bench_func", "bench_async_func",
+                 "bench_command", "timeit"):
         setattr(pyperf.Runner, meth, fixed(getattr(pyperf.Runner, meth)))
 
 
@@ -133,8 +138,9 @@ def _patch(mode):
     pyperf.Runner.timeit = refuse
 
 
-if MODE is not None and _in_manager() and os.environ.get(
-        "RUNTIMESECRET_BENCH_LOOPS"):
+# Fixed loops serve every kind that sets the table (in-do, and heap, whose
+# sides run without a mode), so they do not depend on MODE.
+if _in_manager() and os.environ.get("RUNTIMESECRET_BENCH_LOOPS"):
     _fix_loops(os.environ["RUNTIMESECRET_BENCH_LOOPS"])
 
 if MODE is not None and _in_worker():

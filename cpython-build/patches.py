@@ -66,12 +66,13 @@ def apply_one(patch, tree, dry_run=False):
     out = (r.stdout + r.stderr).strip()
     name = os.path.basename(patch)
     if r.returncode != 0:
-        lines = [l for l in out.splitlines()
+        lines = [line for line in out.splitlines()
                  if re.search(r"FAILED|patching file|can't find|malformed|"
-                              r"Reversed|not found|Only garbage", l)]
+                              r"Reversed|not found|Only garbage", line)]
         raise PatchError("patch %s does not apply:\n  %s"
                          % (name, "\n  ".join(lines or out.splitlines())))
-    offsets = [l for l in out.splitlines() if "offset" in l or "fuzz" in l]
+    offsets = [line for line in out.splitlines()
+               if "offset" in line or "fuzz" in line]
     if offsets:
         # Tolerated by patch, but the series must match upstream exactly.
         raise PatchError("patch %s applies only with offsets; refresh it "

@@ -192,13 +192,13 @@ def from_debian(pin, cache, workdir):
         raise SourceError("no Debian mirror found in this machine's apt "
                           "sources (%s)" % ", ".join(apt_source_files()))
     aptdir = os.path.join(workdir, "apt")
-    for sub in ("etc/sources.list.d", "etc/preferences.d", "state/lists/partial",
-                "cache/archives/partial", "download"):
+    for sub in ("etc/sources.list.d", "etc/preferences.d",
+                "state/lists/partial", "cache/archives/partial", "download"):
         os.makedirs(os.path.join(aptdir, sub), exist_ok=True)
     lines = []
     for uri, keyring in mirrors:
-        keyring = keyring or (DEBIAN_KEYRING if os.path.exists(DEBIAN_KEYRING)
-                              else "")
+        keyring = keyring or (
+            DEBIAN_KEYRING if os.path.exists(DEBIAN_KEYRING) else "")
         opts = "[signed-by=%s] " % keyring if keyring else ""
         lines.append("deb-src %s%s %s %s\n"
                      % (opts, uri, deb["suite"], deb["component"]))
@@ -208,10 +208,10 @@ def from_debian(pin, cache, workdir):
     # Private lists and cache; the machine's apt.conf.d (proxies, ...) still
     # applies. The system's apt state is not touched.
     opts = ["-o", "Dir::Etc::SourceList=" + sources,
-            "-o", "Dir::Etc::SourceParts=" + os.path.join(aptdir,
-                                                          "etc/sources.list.d"),
-            "-o", "Dir::Etc::Preferences=" + os.path.join(aptdir,
-                                                          "etc/preferences"),
+            "-o", "Dir::Etc::SourceParts=" + os.path.join(
+                aptdir, "etc/sources.list.d"),
+            "-o", "Dir::Etc::Preferences=" + os.path.join(
+                aptdir, "etc/preferences"),
             "-o", "Dir::Etc::PreferencesParts=" + os.path.join(
                 aptdir, "etc/preferences.d"),
             "-o", "Dir::State=" + os.path.join(aptdir, "state"),
@@ -240,10 +240,10 @@ def from_debian(pin, cache, workdir):
     versions = re.findall(r"^Version:\s*(\S+)", showsrc, re.M)
     wanted = [v for v in versions if upstream_version(v) == pin["version"]]
     if not wanted:
-        raise SourceError("%s: source package %s has no version of upstream "
-                          "%s (found: %s)" % (where, deb["source_package"],
-                                             pin["version"],
-                                             ", ".join(versions) or "none"))
+        raise SourceError(
+            "%s: source package %s has no version of upstream %s (found: %s)"
+            % (where, deb["source_package"], pin["version"],
+               ", ".join(versions) or "none"))
     dl = os.path.join(aptdir, "download")
     apt("apt-get", "-q", "source", "--download-only",
         "%s=%s" % (deb["source_package"], wanted[0]), cwd=dl)
@@ -254,8 +254,8 @@ def from_debian(pin, cache, workdir):
     try:
         verify_tarball(orig, pin)
     except SourceError as e:
-        raise SourceError("%s: %s %s: %s" % (where, deb["source_package"],
-                                              wanted[0], e))
+        raise SourceError("%s: %s %s: %s"
+                          % (where, deb["source_package"], wanted[0], e))
     store(orig, cache)
 
 

@@ -83,7 +83,8 @@ def run(cmd, cwd, log=None):
                                  " > " + log if log else ""), flush=True)
     if log:
         with open(log, "w") as f:
-            r = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+            r = subprocess.run(cmd, cwd=cwd, stdout=f,
+                               stderr=subprocess.STDOUT)
     else:
         r = subprocess.run(cmd, cwd=cwd)
     if r.returncode != 0:
@@ -115,7 +116,8 @@ def write_depfile(depfile, stamp, files):
     def esc(p):
         return p.replace("\\", "\\\\").replace(" ", "\\ ").replace("$", "$$")
     with open(depfile, "w") as f:
-        f.write("%s: %s\n" % (esc(stamp), " \\\n ".join(esc(p) for p in files)))
+        f.write("%s: %s\n"
+                % (esc(stamp), " \\\n ".join(esc(p) for p in files)))
 
 
 def main():

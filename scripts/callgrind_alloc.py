@@ -4,8 +4,8 @@ def work(n):
     total = 0.0
     for i in range(n):
         t = (i, i + 1, i + 2)
-        l = [i, t, str(i)]
-        d = {"a": i, "b": l}
+        lst = [i, t, str(i)]
+        d = {"a": i, "b": lst}
         f = float(i) * 1.5 + 0.25
         b = bytes(600)
         s = "x%d" % i
@@ -13,4 +13,6 @@ def work(n):
         ba += b"defghijk" * 8
         total += f + len(s) + len(d) + len(b) + len(ba)
     return total
+
+
 work(200000)

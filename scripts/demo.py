@@ -24,7 +24,8 @@ try:
 except ImportError as e:
     print("import secret -> %s: %s" % (type(e).__name__, e))
 else:
-    print("secret.do(lambda x: x + 1, 1) -> %r" % secret.do(lambda x: x + 1, 1))
+    print("secret.do(lambda x: x + 1, 1) -> %r"
+          % secret.do(lambda x: x + 1, 1))
     print("secret.enabled(): %s outside do, %s inside"
           % (secret.enabled(), secret.do(secret.enabled)))
     print("secret.supported() -> %s" % secret.supported())

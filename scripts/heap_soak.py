@@ -69,7 +69,6 @@ def main():
         t.join()
     while not q.empty():
         q.get_nowait()
-    del q
     gc.collect()
     info = secret.heap_info()
     grew = info["live_blocks"] - base["live_blocks"]

@@ -15,7 +15,6 @@ import gc
 import json
 import os
 import queue
-import sys
 import threading
 
 import secret

@@ -19,7 +19,7 @@ SERIES = os.path.join(ROOT, "patches", "series")
 
 def series():
     with open(SERIES) as f:
-        names = [l.split("#", 1)[0].strip() for l in f]
+        names = [line.split("#", 1)[0].strip() for line in f]
     return [os.path.join(ROOT, "patches", n) for n in names if n]
 
 

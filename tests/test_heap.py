@@ -160,8 +160,8 @@ def test_smaps_dontdump_and_locked():
     info = secret.heap_info()
     flags = smaps_flags(info["base"])
     assert "dd" in flags, flags
-    if info["locked"]:
-        assert "lo" in flags, flags
+    if info["locked_bytes"]:
+        assert "lo" in flags, flags     # base is in the locked prefix
     # Ordinary memory is dumped as before (the control).
     b = os.urandom(1 << 20)
     assert "dd" not in smaps_flags(T.buffer_address(b))
@@ -173,7 +173,8 @@ claim = secret.protections()["no_core_dump_or_swap"]
 keep = secret.do(lambda: [bytes(os.urandom(1 << 20)) for _ in range(40)])
 info = secret.heap_info()
 print(json.dumps(dict(claim=claim, **{k: info[k] for k in (
-    "reserved", "locked_bytes", "unlocked_resident", "lock_error")})))
+    "reserved", "locked", "locked_bytes", "unlocked_resident",
+    "lock_error")})))
 """
 
 
@@ -207,6 +208,7 @@ def test_swap_claim_follows_the_lock():
     assert 0 < part["locked_bytes"] <= 4 << 20, part
     assert part["lock_error"] == "ENOMEM", part
     assert part["claim"] is False, part
+    assert part["locked"] is False, part    # a prefix is not "locked"
     assert part["unlocked_resident"] >= 30 << 20, part
     # ... and not silently: one RuntimeWarning, at the first call.
     assert err.count("RuntimeWarning: secret: only") == 1, err
@@ -216,6 +218,7 @@ def test_swap_claim_follows_the_lock():
     full, err = run_lock_child()
     whole = full["locked_bytes"] == full["reserved"]
     assert full["claim"] is whole, full
+    assert full["locked"] is whole, full
     assert (full["unlocked_resident"] == 0) is whole, full
     assert ("RuntimeWarning" not in err) is whole, err
     if has_cap_ipc_lock():

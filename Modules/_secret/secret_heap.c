@@ -797,7 +797,9 @@ _PySecretHeap_Info(void)
         "frees", (unsigned long long)sum.frees,
         "exhausted", (unsigned long long)sum.exhausted,
         "locked_bytes", (Py_ssize_t)flags.locked_bytes,
-        "locked", (reserved && flags.locked_bytes) ? Py_True : Py_False,
+        /* All of it: a locked prefix is reported by locked_bytes. */
+        "locked", (reserved && flags.locked_bytes >= _PySecret_range.size)
+                  ? Py_True : Py_False,
         "lock_limit", (Py_ssize_t)(flags.lock_limit == SIZE_MAX
                                    ? -1 : (Py_ssize_t)flags.lock_limit),
         "lock_error", lock_err,

@@ -17,17 +17,19 @@
 
 /* What each part of spec §3 erases in this build. Each later piece of the
  * experiment flips its entry when it lands; nothing claims protection that
- * is not implemented. */
+ * is not implemented. needs_lock: claimed only if the kernel locked and
+ * excluded from dumps all of the secret heap (best effort, §3.4). */
 static const struct {
     const char *name;
     int erased;
+    int needs_lock;
 } protections[] = {
-    {"registers", 1},           /* §3.1 */
-    {"c_stack", 1},             /* §3.2 */
-    {"signal_frames", 1},       /* §3.2 */
-    {"frame_stack", 1},         /* §3.3 */
-    {"heap", 1},                /* §3.4 */
-    {"no_core_dump_or_swap", 1},/* §3.4: if all of it is locked */
+    {"registers", 1, 0},                /* §3.1 */
+    {"c_stack", 1, 0},                  /* §3.2 */
+    {"signal_frames", 1, 0},            /* §3.2 */
+    {"frame_stack", 1, 0},              /* §3.3 */
+    {"heap", 1, 0},                     /* §3.4 */
+    {"no_core_dump_or_swap", 1, 1},     /* §3.4 */
 };
 
 /* Close an object whose body would run after do() returned, while still in
@@ -240,10 +242,8 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     for (size_t i = 0; i < Py_ARRAY_LENGTH(protections); i++) {
-        int on = _PySecret_SUPPORTED && protections[i].erased;
-        if (strcmp(protections[i].name, "no_core_dump_or_swap") == 0) {
-            on = on && out_of_swap;
-        }
+        int on = (_PySecret_SUPPORTED && protections[i].erased
+                  && (out_of_swap || !protections[i].needs_lock));
         if (PyDict_SetItemString(dict, protections[i].name,
                                  on ? Py_True : Py_False) < 0) {
             Py_DECREF(dict);
@@ -260,7 +260,7 @@ PyDoc_STRVAR(secret_heap_info_doc,
 "Return a dict describing the secret heap, where every block allocated in\n"
 "secret mode lives and is zeroed when freed: reserved, base, committed\n"
 "(resident bytes), live_bytes, live_blocks, zeroed_bytes, allocations,\n"
-"frees, exhausted (failed allocations), locked (mlock granted),\n"
+"frees, exhausted (failed allocations), locked (all of it locked),\n"
 "locked_bytes, lock_limit (RLIMIT_MEMLOCK, -1 = unlimited), lock_error,\n"
 "unlocked_resident (resident bytes beyond the locked part: they may be\n"
 "swapped), dontdump (excluded from core dumps), threads (owning a secret\n"

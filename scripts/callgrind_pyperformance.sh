@@ -3,7 +3,11 @@
 # benchmarks, pristine vs experiment: backs the wall-clock comparison of
 # scripts/bench_pyperformance.py (which must have run first: it makes the
 # interpreter copies and the benchmark venvs under cpython-build/bench/).
-#   scripts/callgrind_pyperformance.sh [--sim] [BENCHMARKS...]
+#   scripts/callgrind_pyperformance.sh [--sim] [--off] [BENCHMARKS...]
+# --off compares pristine with the experiment-off build instead (the patch
+# series configured without the experiment, cpython-build/install/off;
+# spec §4: within noise of pristine), each through a venv of its installed
+# interpreter with the pyperf the benchmark venvs use.
 # One worker value per benchmark (--loops 1, no warm-up), PYTHONHASHSEED=0;
 # prints a Markdown table: instructions of each and the ratio.
 # --sim also simulates the caches and the branch predictor
@@ -14,8 +18,14 @@
 # instruction counts alone do not show. Still exact and repeatable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sim=
-if [ "${1:-}" = --sim ]; then sim=1; shift; fi
+sim= b=experiment
+while [ $# -gt 0 ]; do
+  case $1 in
+    --sim) sim=1; shift ;;
+    --off) b=off; shift ;;
+    *) break ;;
+  esac
+done
 work=cpython-build/bench
 bms=$work/pyperformance-venv/lib/python3.13/site-packages/pyperformance/data-files/benchmarks
 [ -d "$bms" ] || { echo "error: run scripts/bench_pyperformance.py first" >&2; exit 1; }
@@ -28,7 +38,23 @@ venv_for() {   # the benchmark venv whose interpreter is $work/$1
   echo "error: no benchmark venv for $1" >&2; exit 1
 }
 p_py=$(venv_for pristine)/bin/python
-e_py=$(venv_for experiment)/bin/python
+if [ $b = experiment ]; then
+  e_py=$(venv_for experiment)/bin/python
+else
+  # Both sides from their installed interpreters, the same way.
+  ver=$("$p_py" -c 'import pyperf; print(pyperf.__version__)')
+  for v in pristine off; do
+    venv=$work/callgrind-venv/$v
+    inst=cpython-build/install/$v/bin/python3
+    [ -x "$inst" ] || { echo "error: $inst missing: run ./run build" >&2; exit 1; }
+    if [ ! -x "$venv/bin/python" ]; then
+      "$inst" -m venv "$venv"
+      "$venv/bin/python" -m pip install -q "pyperf==$ver"
+    fi
+  done
+  p_py=$work/callgrind-venv/pristine/bin/python
+  e_py=$work/callgrind-venv/off/bin/python
+fi
 # name:directory[:arguments of run_benchmark.py, comma-separated]
 default="richards:bm_richards deltablue:bm_deltablue float:bm_float
 nbody:bm_nbody chaos:bm_chaos go:bm_go hexiom:bm_hexiom nqueens:bm_nqueens
@@ -51,10 +77,10 @@ count() {   # events of one worker value: Ir, or with --sim all of them
 counts=$work/callgrind-counts.txt
 : > "$counts"
 if [ -n "$sim" ]; then
-  echo "| benchmark | Ir ratio | I1 misses p / e | D1 misses p / e | mispredicted branches p / e | CEst pristine | CEst experiment | CEst ratio |"
+  echo "| benchmark | Ir ratio | I1 misses pristine / $b | D1 misses pristine / $b | mispredicted branches pristine / $b | CEst pristine | CEst $b | CEst ratio |"
   echo "|---|---|---|---|---|---|---|---|"
 else
-  echo "| benchmark | pristine | experiment | ratio |"
+  echo "| benchmark | pristine | $b | ratio |"
   echo "|---|---|---|---|"
 fi
 for item in $list; do

@@ -25,23 +25,54 @@ def series():
 
 # --- the two interpreters -------------------------------------------------
 
-def test_pristine_has_no_secret_and_says_how_to_get_it():
-    r = run_python("pristine", "import secret", check=False)
+# "off": the patch series built without --with-experiment (spec §1): what a
+# tree carrying our patches builds by default. It must be pristine in
+# behaviour and in cost (spec §4), every hook compiled out.
+
+@pytest.mark.parametrize("variant", ["pristine", "off"])
+def test_no_secret_and_says_how_to_get_it(variant):
+    r = run_python(variant, "import secret", check=False)
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError:"), r.stderr
     assert "--with-experiment=runtimesecret" in last
 
 
-def test_pristine_is_upstream():
-    r = run_python("pristine", "\n".join([
+@pytest.mark.parametrize("variant", ["pristine", "off"])
+def test_no_experiment_is_configured(variant):
+    r = run_python(variant, "\n".join([
         "import sys, sysconfig",
-        "print(sysconfig.get_config_var('PY_EXPERIMENTS'))",
+        "print(repr(sysconfig.get_config_var('PY_EXPERIMENTS')))",
         "print(sysconfig.get_config_var('Py_EXPERIMENT_RUNTIMESECRET'))",
         "print('_secret' in sys.builtin_module_names)",
         "print(sys.version.split()[0])",
     ]))
-    assert r.stdout.split() == ["None", "None", "False", "3.13.5"]
+    # pyconfig.h.in of the patched tree has the macro, #undef'd: 0.
+    expected = {"pristine": ["None", "None"], "off": ["''", "0"]}[variant]
+    assert r.stdout.split() == expected + ["False", "3.13.5"]
+
+
+def _symbols(variant):
+    """Names the interpreter binary defines (libpython is linked in)."""
+    binary = os.path.realpath(interpreter(variant))
+    out = subprocess.run(["nm", "--defined-only", binary], check=True,
+                         capture_output=True, text=True).stdout
+    return {line.split()[-1] for line in out.splitlines()
+            if len(line.split()) == 3}
+
+
+def test_off_build_compiles_every_hook_out():
+    # A hook left outside #ifdef Py_EXPERIMENT_RUNTIMESECRET would need the
+    # core (_PySecret_*, the secret heap) or add code of its own: either
+    # shows as a name pristine does not define.
+    secretish = re.compile(r"_PySecret|PyInit__secret|^secret_|_secret_")
+    pristine, off = _symbols("pristine"), _symbols("off")
+    assert {n for n in off if secretish.search(n)} == set()
+    assert off == pristine, (sorted(off - pristine)[:20],
+                             sorted(pristine - off)[:20])
+    # Control: the same test finds the hooks' names in the experiment.
+    found = {n for n in _symbols("experiment") if secretish.search(n)}
+    assert {"_PySecretHeap_Free", "_PySecret_tls", "PyInit__secret"} <= found
 
 
 def test_experiment_config():
@@ -189,7 +220,38 @@ def _extension_modules(variant):
     return {n.split(".")[0] for n in os.listdir(d) if n.endswith(".so")}
 
 
-@pytest.mark.parametrize("variant", ["experiment", "fallback"])
+def _code(variant):
+    """The interpreter's section sizes and its disassembly with addresses
+    and constants left out (both builds' line numbers differ: __LINE__ in
+    PyErr_BadInternalCall() of the files the patches touch)."""
+    binary = os.path.realpath(interpreter(variant))
+    out = subprocess.run(["size", "-A", binary], check=True,
+                         capture_output=True, text=True).stdout
+    sizes = {f[0]: f[1] for f in map(str.split, out.splitlines())
+             if len(f) == 3 and f[0] in (".text", ".rodata", ".data", ".bss")}
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", binary],
+                         check=True, capture_output=True, text=True).stdout
+    norm = re.compile(r"^\s*[0-9a-f]+:\s*|0x[0-9a-f]+|\b[0-9a-f]{6,16}\b")
+    lines = [norm.sub("", line) for line in dis.splitlines()[2:]]
+    return sizes, lines
+
+
+def test_off_build_runs_pristine_machine_code():
+    # Spec §4: the experiment-off build is within noise of pristine. It is
+    # pristine: the same sections, the same instructions.
+    p_sizes, p_code = _code("pristine")
+    o_sizes, o_code = _code("off")
+    assert o_sizes == p_sizes
+    assert len(o_code) == len(p_code) > 100000
+    differ = [i for i, (a, b) in enumerate(zip(p_code, o_code)) if a != b]
+    assert differ == [], [(p_code[i], o_code[i]) for i in differ[:10]]
+    # Control: the same comparison tells the experiment from pristine.
+    e_sizes, e_code = _code("experiment")
+    assert e_sizes[".text"] > p_sizes[".text"]
+    assert e_code != p_code
+
+
+@pytest.mark.parametrize("variant", ["experiment", "fallback", "off"])
 def test_every_extension_module_builds_and_imports(variant):
     # A shared module that uses a hook symbol the core does not export
     # still builds, but CPython's build renames it *_failed.so and leaves

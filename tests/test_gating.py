@@ -23,7 +23,7 @@ def series():
     return [os.path.join(ROOT, "patches", n) for n in names if n]
 
 
-# --- the two interpreters -------------------------------------------------
+# --- the interpreters -------------------------------------------------------
 
 # "off": the patch series built without --with-experiment (spec §1): what a
 # tree carrying our patches builds by default. It must be pristine in

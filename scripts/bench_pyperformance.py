@@ -79,10 +79,11 @@ KINDS = {
 # in-do must: it times each benchmark's whole timed function, its own set-up
 # included, so a side calibrated to 1 loop and one calibrated to 2 would
 # spread that set-up over different numbers of loops and compare different
-# work (this made `generators` look 1.88x). heap gains steadiness: with
-# loops calibrated per pass, 8 of 39 benchmarks ran with different loops
-# on different sides or passes (create_gc_cycles 32 or 64), each loop count
-# its own cache and allocator pattern. The first pass calibrates; every
+# work (this made `generators` look 1.88x). heap: with loops calibrated
+# per pass, 8 of 39 benchmarks ran with different loops on different sides
+# or passes (create_gc_cycles 32 or 64); fixed, every side times the same
+# work per value (it did not make this VM measurably steadier:
+# docs/heap-cost.md, run 2). The first pass calibrates; every
 # later pass of every side runs with its loops
 # (scripts/pyperf_in_do/sitecustomize.py, RUNTIMESECRET_BENCH_LOOPS).
 FIXED_LOOPS = {"in-do", "heap"}

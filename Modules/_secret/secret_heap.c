@@ -407,6 +407,15 @@ warn_partial_lock(void)
         flags.lock_errno ? strerrorname_np(flags.lock_errno) : "-", limit);
 }
 
+/* The whole reservation is locked against swap (best effort, §3.4: else
+ * only a prefix of it, flags.locked_bytes). */
+static int
+all_locked(void)
+{
+    return _PySecret_range.size != 0
+           && flags.locked_bytes >= _PySecret_range.size;
+}
+
 int
 _PySecretHeap_EnsureReserved(void)
 {
@@ -427,7 +436,7 @@ _PySecretHeap_EnsureReserved(void)
                      strerror(reserve_errno ? reserve_errno : ENOMEM));
         return -1;
     }
-    if (flags.locked_bytes < _PySecret_range.size
+    if (!all_locked()
         && !_Py_atomic_load_int_relaxed(&lock_warned)
         && _Py_atomic_exchange_int(&lock_warned, 1) == 0)
     {
@@ -446,8 +455,7 @@ _PySecretHeap_EnsureReserved(void)
 int
 _PySecretHeap_OutOfDumpsAndSwap(void)
 {
-    return _PySecret_range.size != 0 && flags.dontdump
-           && flags.locked_bytes == _PySecret_range.size;
+    return flags.dontdump && all_locked();
 }
 
 /* --- allocation ------------------------------------------------------ */
@@ -777,13 +785,12 @@ _PySecretHeap_Info(void)
         fold(&sum, c);
     }
     PyMutex_Unlock(&registry_mutex);
-    const char *lock_err = flags.lock_errno && flags.locked_bytes
-                                                 < _PySecret_range.size
+    int partial = reserved && !all_locked();
+    const char *lock_err = partial && flags.lock_errno
                            ? strerrorname_np(flags.lock_errno) : NULL;
     /* Touched pages beyond the locked prefix hold (or held) secret blocks
      * that the kernel may swap out. */
-    size_t unlocked = reserved && flags.locked_bytes < _PySecret_range.size
-                      ? resident_bytes(flags.locked_bytes) : 0;
+    size_t unlocked = partial ? resident_bytes(flags.locked_bytes) : 0;
     return Py_BuildValue(
         "{s:n,s:K,s:n,s:L,s:L,s:K,s:K,s:K,s:K,s:n,s:O,s:n,s:s,s:n,s:O,"
         "s:L,s:i}",
@@ -798,8 +805,7 @@ _PySecretHeap_Info(void)
         "exhausted", (unsigned long long)sum.exhausted,
         "locked_bytes", (Py_ssize_t)flags.locked_bytes,
         /* All of it: a locked prefix is reported by locked_bytes. */
-        "locked", (reserved && flags.locked_bytes >= _PySecret_range.size)
-                  ? Py_True : Py_False,
+        "locked", all_locked() ? Py_True : Py_False,
         "lock_limit", (Py_ssize_t)(flags.lock_limit == SIZE_MAX
                                    ? -1 : (Py_ssize_t)flags.lock_limit),
         "lock_error", lock_err,

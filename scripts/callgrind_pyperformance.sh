@@ -3,11 +3,14 @@
 # benchmarks, pristine vs experiment: backs the wall-clock comparison of
 # scripts/bench_pyperformance.py (which must have run first: it makes the
 # interpreter copies and the benchmark venvs under cpython-build/bench/).
-#   scripts/callgrind_pyperformance.sh [--sim] [--off] [BENCHMARKS...]
+#   scripts/callgrind_pyperformance.sh [--sim] [--off|--installed] [BENCHMARKS...]
 # --off compares pristine with the experiment-off build instead (the patch
 # series configured without the experiment, cpython-build/install/off;
 # spec §4: within noise of pristine), each through a venv of its installed
 # interpreter with the pyperf the benchmark venvs use.
+# --installed compares the installed pristine and experiment interpreters
+# the same way (cpython-build/install/*: what ./run build made last, not
+# the copies the wall-clock run made).
 # One worker value per benchmark (--loops 1, no warm-up), PYTHONHASHSEED=0;
 # prints a Markdown table: instructions of each and the ratio.
 # --sim also simulates the caches and the branch predictor
@@ -18,11 +21,12 @@
 # instruction counts alone do not show. Still exact and repeatable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sim= b=experiment
+sim= b=experiment installed=
 while [ $# -gt 0 ]; do
   case $1 in
     --sim) sim=1; shift ;;
-    --off) b=off; shift ;;
+    --off) b=off; installed=1; shift ;;
+    --installed) installed=1; shift ;;
     *) break ;;
   esac
 done
@@ -38,22 +42,23 @@ venv_for() {   # the benchmark venv whose interpreter is $work/$1
   echo "error: no benchmark venv for $1" >&2; exit 1
 }
 p_py=$(venv_for pristine)/bin/python
-if [ $b = experiment ]; then
+if [ -z "$installed" ]; then
   e_py=$(venv_for experiment)/bin/python
 else
   # Both sides from their installed interpreters, the same way.
   ver=$("$p_py" -c 'import pyperf; print(pyperf.__version__)')
-  for v in pristine off; do
+  for v in pristine $b; do
     venv=$work/callgrind-venv/$v
     inst=cpython-build/install/$v/bin/python3
     [ -x "$inst" ] || { echo "error: $inst missing: run ./run build" >&2; exit 1; }
+    # The venv links to the installed interpreter: a rebuild is seen.
     if [ ! -x "$venv/bin/python" ]; then
       "$inst" -m venv "$venv"
       "$venv/bin/python" -m pip install -q "pyperf==$ver"
     fi
   done
   p_py=$work/callgrind-venv/pristine/bin/python
-  e_py=$work/callgrind-venv/off/bin/python
+  e_py=$work/callgrind-venv/$b/bin/python
 fi
 # name:directory[:arguments of run_benchmark.py, comma-separated]
 default="richards:bm_richards deltablue:bm_deltablue float:bm_float

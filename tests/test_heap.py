@@ -282,6 +282,60 @@ print("ok")
     assert r.stdout.split() == ["memoryerror", "ok"]
 
 
+WINDOW_CHILD = r"""
+import json, os, secret
+import _testsecret
+x = secret.do(lambda: bytes(os.urandom(1000)))
+info = secret.heap_info()
+base, size = info["base"], info["reserved"]
+a = _testsecret.buffer_address(x)
+maps = []
+for line in open("/proc/self/maps"):
+    lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+    if lo < base + (32 << 30) and hi > base:
+        maps.append((lo - base, hi - base, line.split()[1]))
+print(json.dumps(dict(base=base, size=size, inside=base <= a < base + size,
+                      maps=maps)))
+"""
+
+
+def run_window_child(address_space=None):
+    def limit():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (address_space,) * 2)
+    r = subprocess.run([sys.executable, "-X", "secret_heap_size=64M", "-c",
+                        WINDOW_CHILD], capture_output=True, text=True,
+                       timeout=60,
+                       preexec_fn=limit if address_space else None)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_heap_is_alone_in_its_16_gib_window():
+    """The secret heap starts a 16 GiB-aligned window whose rest is reserved
+    inaccessible (so pymalloc's radix tree has no node there and the free
+    path's lookup stays short); when RLIMIT_AS refuses that much address
+    space, the heap alone is reserved, 32 MiB aligned, and works."""
+    win = 16 << 30
+    r = run_window_child()
+    assert r["inside"]
+    assert r["base"] % win == 0, hex(r["base"])
+    size = r["size"]
+    # The heap: accessible from base to base + size (mlock may split it).
+    heap = [m for m in r["maps"] if m[0] < size]
+    assert heap[0][0] <= 0 and heap[-1][1] >= size, r["maps"]
+    assert all(m[2] == "rw-p" for m in heap), r["maps"]
+    # The rest of the window: inaccessible, right after the heap.
+    assert any(m[0] == size and m[1] >= win and m[2] == "---p"
+               for m in r["maps"]), r["maps"]
+    # Control: under an address-space limit the window cannot be had.
+    r = run_window_child(address_space=8 << 30)
+    assert r["inside"]
+    assert r["base"] % (32 << 20) == 0
+    assert not any(m[0] == r["size"] and m[2] == "---p"
+                   for m in r["maps"]), r["maps"]
+
+
 def test_heap_size_from_environment():
     code = ("import secret; secret.do(int); "
             "print(secret.heap_info()['reserved'])")

@@ -48,6 +48,14 @@
 #define SEGMENT ((uintptr_t)MI_SEGMENT_SIZE)            /* 32 MiB */
 #define DEFAULT_SIZE ((size_t)1 << 30)                  /* 1 GiB */
 #define MIN_SIZE ((size_t)64 << 20)
+/* pymalloc's radix tree (obmalloc.c, 64-bit) resolves an address in three
+ * levels, the middle one by 16 GiB windows. _PyObject_Free tests for a
+ * secret block only after that lookup has said "not pymalloc's": a secret
+ * heap alone in its windows makes the lookup stop at the middle level
+ * (no node there), which halves what a secret free pays for it. The rest
+ * of the last window is reserved inaccessible (address space only, no
+ * memory), so that no pymalloc arena can be mapped into it. */
+#define WINDOW ((uintptr_t)1 << 34)
 
 /* mimalloc (patch "mimalloc: an exclusive pinned arena"). */
 extern bool _mi_manage_os_memory_pinned(void *start, size_t size,
@@ -332,19 +340,40 @@ reserve(void *arg)
         reserve_errno = EINVAL;
         return 0;
     }
-    size_t map = size + SEGMENT;
-    char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (raw == MAP_FAILED) {
-        reserve_errno = errno ? errno : ENOMEM;
-        return 0;       /* the once-flag is set: never retried */
+    char *base = NULL;
+    /* The reservation: whole 16 GiB windows (above), inaccessible, with
+     * the heap made accessible at their start. If that much address space
+     * is refused (RLIMIT_AS), the heap alone, 32 MiB aligned. */
+    size_t span = size <= SIZE_MAX - 2 * WINDOW
+                  ? (size + WINDOW - 1) & ~(WINDOW - 1) : 0;
+    size_t map = span + WINDOW;
+    char *raw = span ? mmap(NULL, map, PROT_NONE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                            -1, 0)
+                     : MAP_FAILED;
+    if (raw != MAP_FAILED) {
+        base = (char *)(((uintptr_t)raw + WINDOW - 1) & ~(WINDOW - 1));
+        if (mprotect(base, size, PROT_READ | PROT_WRITE) != 0) {
+            munmap(raw, map);
+            base = NULL;
+        }
     }
-    /* mimalloc needs a 32 MiB aligned start. */
-    char *base = (char *)(((uintptr_t)raw + SEGMENT - 1) & ~(SEGMENT - 1));
+    if (base == NULL) {
+        span = size;
+        map = size + SEGMENT;
+        raw = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (raw == MAP_FAILED) {
+            reserve_errno = errno ? errno : ENOMEM;
+            return 0;       /* the once-flag is set: never retried */
+        }
+        /* mimalloc needs a 32 MiB aligned start. */
+        base = (char *)(((uintptr_t)raw + SEGMENT - 1) & ~(SEGMENT - 1));
+    }
     if (base > raw) {
         munmap(raw, base - raw);
     }
-    char *end = base + size;
+    char *end = base + span;
     if (raw + map > end) {
         munmap(end, raw + map - end);
     }
@@ -374,7 +403,7 @@ reserve(void *arg)
 
 fail:
     /* Give back the locked range; heap_info() reports nothing reserved. */
-    munmap(base, size);
+    munmap(base, span);
     flags.locked_bytes = 0;
     flags.dontdump = 0;
     return 0;

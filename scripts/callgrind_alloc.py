@@ -4,6 +4,7 @@
 # secret heap's own paths: what work inside do pays).
 import sys
 
+
 def work(n):
     total = 0.0
     for i in range(n):

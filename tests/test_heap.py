@@ -294,8 +294,14 @@ for line in open("/proc/self/maps"):
     lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
     if lo < base + (32 << 30) and hi > base:
         maps.append((lo - base, hi - base, line.split()[1]))
+flags = {}
+for line in open("/proc/self/smaps"):
+    if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+        start = int(line.split("-")[0], 16) - base
+    elif line.startswith("VmFlags:"):
+        flags[start] = line.split()[1:]
 print(json.dumps(dict(base=base, size=size, inside=base <= a < base + size,
-                      maps=maps)))
+                      maps=maps, rest_flags=flags.get(size, []))))
 """
 
 
@@ -328,6 +334,8 @@ def test_heap_is_alone_in_its_16_gib_window():
     # The rest of the window: inaccessible, right after the heap.
     assert any(m[0] == size and m[1] >= win and m[2] == "---p"
                for m in r["maps"]), r["maps"]
+    # ... and left out of core dumps (else a core carries 15 GiB of zeros).
+    assert "dd" in r["rest_flags"], r["rest_flags"]
     # Control: under an address-space limit the window cannot be had.
     r = run_window_child(address_space=8 << 30)
     assert r["inside"]

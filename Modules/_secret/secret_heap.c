@@ -377,6 +377,11 @@ reserve(void *arg)
     if (raw + map > end) {
         munmap(end, raw + map - end);
     }
+    if (span > size) {
+        /* The kernel would write the inaccessible rest of the window into
+         * a core dump as a (sparse) run of zeros: leave it out. */
+        (void)madvise(base + size, span - size, MADV_DONTDUMP);
+    }
     if (madvise(base, size, MADV_DONTDUMP) == 0) {
         flags.dontdump = 1;
     }

@@ -18,35 +18,12 @@ column errs on the side of showing do slower.
 """
 
 import ctypes
-import json
 
 import pyperf
 
 import secret
 from bench_do import timed      # same directory
-
-DOC = json.dumps({"items": [{"id": i, "name": "n%05d" % i,
-                             "tags": ["a", "b", "c"], "v": i * 0.5}
-                            for i in range(750)]})
-
-
-def j():
-    return len(json.loads(DOC))
-
-
-def d():
-    return len({str(i) * 3: i for i in range(10000)})
-
-
-def grow(step):
-    """Grow a bytearray to 1 MiB by appends of step bytes."""
-    def b():
-        ba = bytearray()
-        chunk = b"x" * step
-        for _ in range((1 << 20) // step):
-            ba += chunk
-        return len(ba)
-    return b
+from heap_works import DOC, d, grow, j
 
 
 _bzero = ctypes.CDLL(None).explicit_bzero

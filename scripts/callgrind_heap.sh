@@ -9,13 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/callgrind-heap}
 mkdir -p "$out"
+ir() {   # ir NAME PYTHON ARGS...: run under callgrind, write NAME.ir
+  local name=$1; shift
+  PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file="$out/$name.out" "$@" 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\)/\1/p' > "$out/$name.ir"
+}
 for v in pristine experiment off; do
   py=cpython-build/install/$v/bin/python3
   [ -x "$py" ] || { [ $v = off ] && continue; echo "error: $py missing" >&2; exit 1; }
   for s in work empty; do
     if [ $s = work ]; then args=(-S scripts/callgrind_alloc.py); else args=(-S -c pass); fi
-    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file="$out/$v.$s.out" "$py" "${args[@]}" 2>&1 \
-      | sed -n 's/.*Collected : \([0-9]*\)/\1/p' > "$out/$v.$s.ir"
+    ir "$v.$s" "$py" "${args[@]}"
   done
   w=$(cat "$out/$v.work.ir"); e=$(cat "$out/$v.empty.ir")
   echo "$v: $w total, $e startup, $((w - e)) for the script"
@@ -25,8 +29,7 @@ done
 py=cpython-build/install/experiment/bin/python3
 for s in do doempty; do
   if [ $s = do ]; then args=(-S scripts/callgrind_alloc.py do); else args=(-S -c "import secret"); fi
-  PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file="$out/experiment.$s.out" "$py" "${args[@]}" 2>&1 \
-    | sed -n 's/.*Collected : \([0-9]*\)/\1/p' > "$out/experiment.$s.ir"
+  ir "experiment.$s" "$py" "${args[@]}"
 done
 d=$(( $(cat "$out/experiment.do.ir") - $(cat "$out/experiment.doempty.ir") ))
 w=$(( $(cat "$out/experiment.work.ir") - $(cat "$out/experiment.empty.ir") ))

@@ -19,26 +19,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
-import json, sys, secret
-DOC = json.dumps({"items": [{"id": i, "name": "n%05d" % i,
-                             "tags": ["a", "b", "c"], "v": i * 0.5}
-                            for i in range(750)]})
-def j():
-    return len(json.loads(DOC))
-def d():
-    return len({str(i) * 3: i for i in range(10000)})
-def g256():
-    ba = bytearray()
-    chunk = b"x" * 256
-    for _ in range((1 << 20) // 256):
-        ba += chunk
-    return len(ba)
-def nb():
-    x, y = 0.5, 1.5
-    for i in range(100000):
-        x = x * 1.0000001 + y * 0.5 - (x - y) * 0.25
-    return x
-work = {"json": j, "dict": d, "bytearray256": g256, "float": nb}[sys.argv[1]]
+import sys
+sys.path.insert(0, sys.argv[4])
+import secret
+from heap_works import j, d, grow, float_loop
+work = {"json": j, "dict": d, "bytearray256": grow(256),
+        "float": float_loop}[sys.argv[1]]
 if not secret.supported():
     sys.exit("secret.do() would not erase here: nothing to measure")
 for _ in range(int(sys.argv[3])):
@@ -51,7 +37,8 @@ WORKS = ("json", "dict", "bytearray256", "float")
 def count(python, *args):
     r = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         python, "-S", "-c", CHILD, *args],
+         python, "-S", "-c", CHILD, *args,
+         os.path.join(ROOT, "scripts")],
         capture_output=True, text=True,
         env=dict(os.environ, PYTHONHASHSEED="0"))
     m = re.search(r"Collected : (\d+)", r.stderr)

@@ -27,6 +27,7 @@
 #include "pycore_pymem.h"         // _PySecret_range
 #include "pycore_pystate.h"       // _PyInterpreterState_GET()
 #include "pycore_tstate.h"        // pycore_mimalloc.h: mimalloc API
+#include "pycore_obmalloc.h"      // MAP_MID_SHIFT (pymalloc's radix tree)
 
 #include "secret_core.h"
 
@@ -48,14 +49,19 @@
 #define SEGMENT ((uintptr_t)MI_SEGMENT_SIZE)            /* 32 MiB */
 #define DEFAULT_SIZE ((size_t)1 << 30)                  /* 1 GiB */
 #define MIN_SIZE ((size_t)64 << 20)
-/* pymalloc's radix tree (obmalloc.c, 64-bit) resolves an address in three
- * levels, the middle one by 16 GiB windows. _PyObject_Free tests for a
- * secret block only after that lookup has said "not pymalloc's": a secret
- * heap alone in its windows makes the lookup stop at the middle level
- * (no node there), which halves what a secret free pays for it. The rest
- * of the last window is reserved inaccessible (address space only, no
- * memory), so that no pymalloc arena can be mapped into it. */
-#define WINDOW ((uintptr_t)1 << 34)
+/* pymalloc's radix tree (pycore_obmalloc.h) resolves an address in three
+ * levels, the middle one by windows of 1 << MAP_MID_SHIFT bytes (16 GiB on
+ * 64-bit). _PyObject_Free tests for a secret block only after that lookup
+ * has said "not pymalloc's": a secret heap alone in its windows makes the
+ * lookup stop at the middle level (no node there), which halves what a
+ * secret free pays for it. The rest of the last window is reserved
+ * inaccessible (address space only, no memory), so that no pymalloc arena
+ * can be mapped into it. Without the tree, windows are just segments. */
+#if WITH_PYMALLOC_RADIX_TREE && defined(MAP_MID_SHIFT)
+#  define WINDOW ((uintptr_t)1 << MAP_MID_SHIFT)
+#else
+#  define WINDOW SEGMENT
+#endif
 
 /* mimalloc (patch "mimalloc: an exclusive pinned arena"). */
 extern bool _mi_manage_os_memory_pinned(void *start, size_t size,
@@ -341,7 +347,7 @@ reserve(void *arg)
         return 0;
     }
     char *base = NULL;
-    /* The reservation: whole 16 GiB windows (above), inaccessible, with
+    /* The reservation: whole windows (above), inaccessible, with
      * the heap made accessible at their start. If that much address space
      * is refused (RLIMIT_AS), the heap alone, 32 MiB aligned. */
     size_t span = size <= SIZE_MAX - 2 * WINDOW

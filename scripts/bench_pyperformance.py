@@ -218,7 +218,9 @@ def report(kind, tools_py, files, out_dir, meta):
                   if len({tuple(lp.get(bm, ())) for lp in loops}) > 1
                   or len(loops[0].get(bm, ())) > 1]
         lines.append("- loops: every benchmark ran with the loops its first "
-                     "pass calibrated, on every side%s" % (
+                     "pass calibrated, on every side%s%s" % (
+                         " (the timed function includes its own set-up)"
+                         if kind == "in-do" else "",
                          "; **differing**: " + ", ".join(differ)
                          if differ else ""))
     lines += [

@@ -527,8 +527,8 @@ round16(size_t n)
 /* mi_usable_size() without the checks the secret paths do not need:
  * p is never NULL, the secret heap never makes aligned blocks (tested
  * anyway, one bit) and a release build has no padding. Every secret
- * allocation and free calls it: mi_usable_size() cost them 20
- * instructions, this costs 8. */
+ * allocation and free calls it: mi_usable_size() was a call of 20
+ * instructions (callgrind), this is 16 inline. */
 static inline size_t
 usable_size(const void *p)
 {

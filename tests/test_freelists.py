@@ -20,6 +20,7 @@ import asyncio
 import contextvars
 import os
 import struct
+import weakref
 
 import pytest
 
@@ -73,6 +74,15 @@ def _dict():
     return {os.urandom(8).hex(): os.urandom(8).hex()}
 
 
+def _no_memory():
+    # C code out of memory: PyErr_NoMemory(), not MemoryError().
+    try:
+        bytearray(1 << 62)
+    except MemoryError as e:
+        e.__traceback__ = None      # no cycle through the caller's frame
+        return e
+
+
 # name -> (make a new object, payload offset, payload size, payload holds
 # something after a plain dealloc)
 KINDS = {
@@ -87,6 +97,7 @@ KINDS = {
     "asend": (_asend, 16, 16, False),
     "futureiter": (_futureiter, 16, 8, False),
     "memoryerror": (lambda: MemoryError(), 16, 8, False),
+    "nomemory": (_no_memory, 16, 8, False),
 }
 
 
@@ -206,3 +217,41 @@ def test_internal_free_lists(kind):
     # a secret block is never pushed: the next one outside do is another
     c = recycle(kind)
     assert c != b and not in_secret_heap(c)
+
+
+class _Local:
+    pass
+
+
+@pytest.mark.parametrize("protect", [False, True])
+def test_no_memory_keeps_no_frame_alive(protect):
+    """PyErr_NoMemory() with the MemoryError free list empty (16 alive)
+    falls back to a static MemoryError that keeps each raise's traceback:
+    the frames, hence the locals, of the code that raised stay alive. In
+    secret mode, where the free list is never popped, that was every
+    PyErr_NoMemory() (secret heap exhausted, too): it gets a fresh
+    MemoryError in the secret heap instead."""
+    held = [MemoryError() for _ in range(20)]   # empty the free list
+    refs = []
+
+    def f():
+        local = _Local()
+        refs.append(weakref.ref(local))
+        try:
+            bytearray(1 << 62)
+        except MemoryError as e:
+            return id(e), e.__traceback__ is not None
+
+    try:
+        addr, has_tb = secret.do(f) if protect else f()
+        assert has_tb
+        if protect:
+            assert in_secret_heap(addr)
+            assert refs[0]() is None
+        else:
+            assert refs[0]() is not None, \
+                "control: the static MemoryError keeps the frame alive"
+    finally:
+        if not protect:
+            _no_memory()        # clears the static object's traceback
+        del held

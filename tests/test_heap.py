@@ -264,8 +264,15 @@ def big():
     return bytearray(os.urandom(1)) * (200 << 20)
 try:
     secret.do(big)
-except MemoryError:
-    print("memoryerror")
+except MemoryError as e:
+    # It says why: a full secret heap, not the machine's memory.
+    print("memoryerror", "secret heap exhausted" in str(e),
+          "64 MiB reserved" in str(e))
+# Control: out of memory outside do says nothing of the secret heap.
+try:
+    bytearray(1 << 62)
+except MemoryError as e:
+    print("plain", str(e) == "")
 info = secret.heap_info()
 assert info["reserved"] == 64 << 20, info
 assert info["exhausted"] >= 1, info
@@ -279,7 +286,8 @@ print("ok")
     r = subprocess.run([sys.executable, "-X", "secret_heap_size=64M", "-c",
                         code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["memoryerror", "ok"]
+    assert r.stdout.split() == ["memoryerror", "True", "True",
+                                "plain", "True", "ok"]
 
 
 WINDOW_CHILD = r"""

@@ -567,12 +567,26 @@ zero_block(void *p, size_t n)
     }
 }
 
+/* Set when a secret allocation of this thread fails; the next
+ * PyErr_NoMemory() takes it to say the secret heap is full (patch 0012). */
+static _Py_thread_local int alloc_failed;
+
+int
+_PySecretHeap_TakeFailure(size_t *reserved)
+{
+    int failed = alloc_failed;
+    alloc_failed = 0;
+    *reserved = (size_t)_PySecret_range.size;
+    return failed;
+}
+
 static inline void *
 counted(void *p)
 {
     count_thread();
     if (p == NULL) {
         BUMP(exhausted, 1);
+        alloc_failed = 1;
         return NULL;
     }
     BUMP(live_bytes, usable_size(p));

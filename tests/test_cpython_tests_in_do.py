@@ -41,6 +41,14 @@ MODULES = [
     "test_unicodedata", "test_unittest", "test_weakref", "test_zlib",
 ]
 
+# The same inside do under the other allocators (spec §3.4: "whichever
+# allocator PYTHONMALLOC selects"; the default is pymalloc).
+ALLOCATOR_MODULES = [
+    "test_bytes", "test_dict", "test_exceptions", "test_float", "test_gc",
+    "test_hashlib", "test_json", "test_list", "test_pickle", "test_set",
+    "test_str", "test_tuple",
+]
+
 PROBE = textwrap.dedent("""\
     import unittest
 
@@ -56,8 +64,10 @@ PROBE = textwrap.dedent("""\
 """)
 
 
-def _regrtest(args, in_do, cwd):
+def _regrtest(args, in_do, cwd, allocator=None):
     env = dict(os.environ)
+    if allocator:
+        env["PYTHONMALLOC"] = allocator
     env["PYTHONPATH"] = SITE
     if in_do:
         env["RUNTIMESECRET_REGRTEST_IN_DO"] = "1"
@@ -89,3 +99,12 @@ def test_cpython_tests_pass_inside_do(tmp_path):
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert "Total test files: run=%d/%d" % (len(MODULES), len(MODULES)) \
         in r.stdout, r.stdout[-3000:]
+
+
+@pytest.mark.parametrize("allocator", ["malloc", "mimalloc", "debug"])
+def test_cpython_tests_pass_inside_do_with_allocator(tmp_path, allocator):
+    r = _regrtest(ALLOCATOR_MODULES, True, tmp_path, allocator)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    n = len(ALLOCATOR_MODULES)
+    assert "Total test files: run=%d/%d" % (n, n) in r.stdout, \
+        r.stdout[-3000:]

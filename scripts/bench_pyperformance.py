@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """pyperformance comparisons for spec §4, of two kinds:
 
-  python3 scripts/bench_pyperformance.py [--kind heap|in-do] [--passes N]
+  python3 scripts/bench_pyperformance.py [--kind heap|heap-opt|in-do]
+      [--passes N]
       [--benchmarks LIST] [--out DIR] [--compare-only]
 
   heap   the experiment interpreter against pristine (outside `do`, the 1 %
          bound), with a second copy of pristine run the same way as the
          A/A control (what this machine's noise alone gives):
          docs/pyperformance-heap.md
+  heap-opt the same for the PGO+LTO builds (`--enable-optimizations
+         --with-lto`, as distributions build CPython; `ninja -C
+         cpython-build/_meson optimized` makes them):
+         docs/pyperformance-heap-opt.md
   in-do  on the experiment interpreter, each benchmark's timed work called
          through secret.do() against the same work called plainly (the
          1.5x bound; scripts/pyperf_in_do/sitecustomize.py does the
@@ -69,6 +74,12 @@ KINDS = {
              [("pristine", "pristine", {}),
               ("pristine-copy", "pristine", {}),
               ("experiment", "experiment", {})], SUBSET),
+    "heap-opt": ("experiment vs pristine, both built with "
+                 "`--enable-optimizations --with-lto` (spec §4, outside "
+                 "`do`), with a copy of pristine as the A/A control",
+                 [("pristine-opt", "pristine-opt", {}),
+                  ("pristine-opt-copy", "pristine-opt", {}),
+                  ("experiment-opt", "experiment-opt", {})], SUBSET),
     "in-do": ("work inside `secret.do` vs the same work outside (spec §4, "
               "experiment interpreter)",
               [("plain", "experiment", {"RUNTIMESECRET_BENCH_MODE": "plain"}),
@@ -86,9 +97,13 @@ KINDS = {
 # docs/heap-cost.md, run 2). The first pass calibrates; every
 # later pass of every side runs with its loops
 # (scripts/pyperf_in_do/sitecustomize.py, RUNTIMESECRET_BENCH_LOOPS).
-FIXED_LOOPS = {"in-do", "heap"}
+FIXED_LOOPS = {"in-do", "heap", "heap-opt"}
 INTERPRETERS = {"pristine": "pristine 3.13.5, unpatched",
-                "experiment": "`--with-experiment=runtimesecret`"}
+                "experiment": "`--with-experiment=runtimesecret`",
+                "pristine-opt": "pristine 3.13.5, unpatched, "
+                "`--enable-optimizations --with-lto`",
+                "experiment-opt": "`--with-experiment=runtimesecret "
+                "--enable-optimizations --with-lto`"}
 
 
 def run(cmd, **kw):
@@ -106,7 +121,8 @@ def snapshot(name, installed):
     src = os.path.join(ROOT, "cpython-build", "install", installed)
     dst = os.path.join(WORK, name)
     if not os.path.exists(os.path.join(src, "bin", "python3")):
-        sys.exit("error: %s is not installed: run ./run build first" % src)
+        sys.exit("error: %s is not installed: run ./run build first (the\n"
+                 "-opt ones: ninja -C cpython-build/_meson optimized)" % src)
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, symlinks=True)
     return os.path.join(dst, "bin", "python3")

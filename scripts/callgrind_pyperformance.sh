@@ -3,7 +3,7 @@
 # benchmarks, pristine vs experiment: backs the wall-clock comparison of
 # scripts/bench_pyperformance.py (which must have run first: it makes the
 # interpreter copies and the benchmark venvs under cpython-build/bench/).
-#   scripts/callgrind_pyperformance.sh [--sim] [--off|--installed] [BENCHMARKS...]
+#   scripts/callgrind_pyperformance.sh [--sim] [--off|--installed|--opt] [BENCHMARKS...]
 # --off compares pristine with the experiment-off build instead (the patch
 # series configured without the experiment, cpython-build/install/off;
 # spec §4: within noise of pristine), each through a venv of its installed
@@ -11,6 +11,8 @@
 # --installed compares the installed pristine and experiment interpreters
 # the same way (cpython-build/install/*: what ./run build made last, not
 # the copies the wall-clock run made).
+# --opt compares the PGO+LTO pair the same way (pristine-opt and
+# experiment-opt: `ninja -C cpython-build/_meson optimized`).
 # One worker value per benchmark (--loops 1, no warm-up), PYTHONHASHSEED=0;
 # prints a Markdown table: instructions of each and the ratio.
 # --sim also simulates the caches and the branch predictor
@@ -21,12 +23,13 @@
 # instruction counts alone do not show. Still exact and repeatable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sim= b=experiment installed=
+sim= a=pristine b=experiment installed=
 while [ $# -gt 0 ]; do
   case $1 in
     --sim) sim=1; shift ;;
     --off) b=off; installed=1; shift ;;
     --installed) installed=1; shift ;;
+    --opt) a=pristine-opt; b=experiment-opt; installed=1; shift ;;
     *) break ;;
   esac
 done
@@ -47,7 +50,7 @@ if [ -z "$installed" ]; then
 else
   # Both sides from their installed interpreters, the same way.
   ver=$("$p_py" -c 'import pyperf; print(pyperf.__version__)')
-  for v in pristine $b; do
+  for v in $a $b; do
     venv=$work/callgrind-venv/$v
     inst=cpython-build/install/$v/bin/python3
     [ -x "$inst" ] || { echo "error: $inst missing: run ./run build" >&2; exit 1; }
@@ -57,7 +60,7 @@ else
       "$venv/bin/python" -m pip install -q "pyperf==$ver"
     fi
   done
-  p_py=$work/callgrind-venv/pristine/bin/python
+  p_py=$work/callgrind-venv/$a/bin/python
   e_py=$work/callgrind-venv/$b/bin/python
 fi
 # name:directory[:arguments of run_benchmark.py, comma-separated]
@@ -82,10 +85,10 @@ count() {   # events of one worker value: Ir, or with --sim all of them
 counts=$work/callgrind-counts.txt
 : > "$counts"
 if [ -n "$sim" ]; then
-  echo "| benchmark | Ir ratio | I1 misses pristine / $b | D1 misses pristine / $b | mispredicted branches pristine / $b | CEst pristine | CEst $b | CEst ratio |"
+  echo "| benchmark | Ir ratio | I1 misses $a / $b | D1 misses $a / $b | mispredicted branches $a / $b | CEst $a | CEst $b | CEst ratio |"
   echo "|---|---|---|---|---|---|---|---|"
 else
-  echo "| benchmark | pristine | $b | ratio |"
+  echo "| benchmark | $a | $b | ratio |"
   echo "|---|---|---|---|"
 fi
 for item in $list; do

@@ -13,6 +13,12 @@ BUILD = os.path.join(ROOT, "cpython-build")
 INSTALL = os.path.join(BUILD, "install")
 WORK = os.path.join(BUILD, "work")
 UPSTREAM = os.path.join(WORK, "upstream")
+# The experiment variant under test: "experiment" (./run test) or
+# "experiment-opt", its PGO+LTO build (scripts/test_optimized.sh).
+EXPERIMENT = os.environ.get("RUNTIMESECRET_EXPERIMENT", "experiment")
+if EXPERIMENT not in ("experiment", "experiment-opt"):
+    raise SystemExit("RUNTIMESECRET_EXPERIMENT=%r: not an experiment variant"
+                     " (experiment, experiment-opt)" % EXPERIMENT)
 
 
 def interpreter(variant):
@@ -58,6 +64,6 @@ def in_secret_heap(addr):
 @pytest.fixture(scope="session", autouse=True)
 def _on_experiment_interpreter():
     # The contract: tests run on the built experiment interpreter.
-    prefix = os.path.realpath(os.path.join(INSTALL, "experiment"))
+    prefix = os.path.realpath(os.path.join(INSTALL, EXPERIMENT))
     assert os.path.realpath(sys.base_prefix) == prefix, sys.base_prefix
     assert sysconfig.get_config_var("PY_EXPERIMENTS") == "runtimesecret"

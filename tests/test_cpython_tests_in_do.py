@@ -20,7 +20,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, interpreter
+from conftest import EXPERIMENT, ROOT, interpreter
 
 SITE = os.path.join(ROOT, "scripts", "regrtest_in_do")
 
@@ -75,7 +75,7 @@ def _regrtest(args, in_do, cwd, allocator=None):
         env.pop("RUNTIMESECRET_REGRTEST_IN_DO", None)
     # --rerun: a test that fails is run again alone (load on 2 cores);
     # regrtest's exit status is 0 only if it then passes.
-    cmd = [interpreter("experiment"), "-m", "test", "-j2",
+    cmd = [interpreter(EXPERIMENT), "-m", "test", "-j2",
            "--timeout=600", "--rerun", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=1200)

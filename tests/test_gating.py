@@ -11,7 +11,8 @@ import sysconfig
 
 import pytest
 
-from conftest import ROOT, UPSTREAM, WORK, interpreter, run_python
+from conftest import (EXPERIMENT, ROOT, UPSTREAM, WORK, interpreter,
+                      run_python)
 
 EXPERIMENT_SRC = os.path.join(WORK, "experiment", "src")
 SERIES = os.path.join(ROOT, "patches", "series")
@@ -253,7 +254,8 @@ def test_off_build_runs_pristine_machine_code():
     assert e_code != p_code
 
 
-@pytest.mark.parametrize("variant", ["experiment", "fallback", "off"])
+@pytest.mark.parametrize(
+    "variant", sorted({"experiment", EXPERIMENT, "fallback", "off"}))
 def test_every_extension_module_builds_and_imports(variant):
     # A shared module that uses a hook symbol the core does not export
     # still builds, but CPython's build renames it *_failed.so and leaves

@@ -17,6 +17,7 @@ import sys
 import pytest
 
 import secret
+from conftest import EXPERIMENT, interpreter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import residue  # noqa: E402
 
 PYTHONS = dict(residue.DEFAULT_PYTHONS)
+PYTHONS["experiment"] = interpreter(EXPERIMENT)
 SCENARIOS = residue.scenarios()
 PROTECTIONS = secret.protections()
 ISSUE = {"heap": "heap erasure: issue 4",
@@ -160,6 +162,14 @@ def test_protected_on_experiment_leaves_no_register_copy(sc):
         if not _avx512():
             pytest.skip("without AVX-512 glibc leaves no register copy to "
                         "prove anything with")
+        if EXPERIMENT != "experiment":
+            # Measured on the PGO+LTO build: its own code between the work
+            # and the core (the harness's report) goes through glibc's
+            # vector functions and overwrites zmm16-31. The registers'
+            # erasure is still tested there, by test_erasure.py.
+            pytest.skip("on %s the harness's own code overwrites the "
+                        "registers the secret was left in: no control"
+                        % EXPERIMENT)
         pytest.fail("the control left no copy in a register: %s"
                     % control["core"])
     protected = residue.run_scenario(PYTHONS["experiment"], sc, "protected",

@@ -73,7 +73,7 @@ def prepare_source(upstream, workdir):
         patches.apply_series(upstream, stage)
         changed = sync_tree(stage, src)
     print("source: %s (%d files changed)" % (src, changed), flush=True)
-    return src
+    return src, changed
 
 
 def run(cmd, cwd, log=None):
@@ -106,10 +106,11 @@ def configure_if_needed(src, build, prefix, args):
         with open(record) as f:
             have = json.load(f)
     if have == want:
-        return
+        return False
     run([os.path.join(src, "configure"), "--prefix=" + prefix] + args, build)
     with open(record, "w") as f:
         json.dump(want, f)
+    return True
 
 
 def write_depfile(depfile, stamp, files):
@@ -141,12 +142,24 @@ def main():
     workdir = os.path.abspath(os.path.join(a.workdir, a.name))
     prefix = os.path.abspath(a.prefix)
     os.makedirs(workdir, exist_ok=True)
+    changed = 0
     if a.patched:
-        src = prepare_source(upstream, workdir)
+        src, changed = prepare_source(upstream, workdir)
     else:
         src = upstream
     build = os.path.join(workdir, "build")
-    configure_if_needed(src, build, prefix, a.configure_args)
+    changed += configure_if_needed(src, build, prefix, a.configure_args)
+    stamp = os.path.join(build, "profile-run-stamp")
+    if changed and "--enable-optimizations" in a.configure_args \
+            and os.path.exists(stamp):
+        # CPython's PGO build never reruns its training on its own: a
+        # changed file would be rebuilt against the old profile, and GCC
+        # stops on a function whose profile no longer matches
+        # (-Werror=coverage-mismatch). Removing the stamp reruns the whole
+        # cycle (Makefile.pre.in: "To force re-running of the profile
+        # task, remove the profile-run-stamp file").
+        print("sources changed: the profile is made again", flush=True)
+        os.remove(stamp)
     run(["make", "-j%d" % (os.cpu_count() or 2)], build)
     run(["make", "install"], build, log=os.path.join(workdir, "install.log"))
 

@@ -163,11 +163,12 @@ def test_protected_on_experiment_leaves_no_register_copy(sc):
             pytest.skip("without AVX-512 glibc leaves no register copy to "
                         "prove anything with")
         if EXPERIMENT != "experiment":
-            # Measured on the PGO+LTO build: its own code between the work
-            # and the core (the harness's report) goes through glibc's
-            # vector functions and overwrites zmm16-31. The registers'
-            # erasure is still tested there, by test_erasure.py.
-            pytest.skip("on %s the harness's own code overwrites the "
+            # Seen on the PGO+LTO build (in some runs): its own code
+            # between the work and the core (the harness's report) went
+            # through glibc's vector functions and overwrote zmm16-31.
+            # The registers' erasure is still tested there, by
+            # test_erasure.py.
+            pytest.skip("on %s the harness's own code overwrote the "
                         "registers the secret was left in: no control"
                         % EXPERIMENT)
         pytest.fail("the control left no copy in a register: %s"

@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
-"""pyperformance comparisons for spec §4, of two kinds:
+"""pyperformance comparisons for spec §4, of three kinds:
 
   python3 scripts/bench_pyperformance.py [--kind heap|heap-opt|in-do]
-      [--passes N]
-      [--benchmarks LIST] [--out DIR] [--compare-only]
+      [--passes N] [--benchmarks LIST] [--out DIR] [--compare-only]
 
   heap   the experiment interpreter against pristine (outside `do`, the 1 %
          bound), with a second copy of pristine run the same way as the
@@ -20,7 +19,8 @@
 
 What it does, all under cpython-build/bench/ (git-ignored):
   1. copies the installed interpreters it needs (cpython-build/install/
-     pristine and/or .../experiment, made by ./run build) so that a rebuild
+     pristine, .../experiment, made by ./run build, or their -opt builds,
+     made by `ninja -C cpython-build/_meson optimized`) so that a rebuild
      during the run cannot change the binaries being measured;
   2. makes a venv with pyperformance (scripts/requirements-pyperformance.txt)
      from the pristine copy (pyperformance filters benchmarks by the Python
@@ -121,8 +121,9 @@ def snapshot(name, installed):
     src = os.path.join(ROOT, "cpython-build", "install", installed)
     dst = os.path.join(WORK, name)
     if not os.path.exists(os.path.join(src, "bin", "python3")):
-        sys.exit("error: %s is not installed: run ./run build first (the\n"
-                 "-opt ones: ninja -C cpython-build/_meson optimized)" % src)
+        sys.exit("error: %s is not installed: run %s first" % (
+            src, "ninja -C cpython-build/_meson optimized"
+            if installed.endswith("-opt") else "./run build"))
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, symlinks=True)
     return os.path.join(dst, "bin", "python3")

@@ -53,7 +53,8 @@ else
   for v in $a $b; do
     venv=$work/callgrind-venv/$v
     inst=cpython-build/install/$v/bin/python3
-    [ -x "$inst" ] || { echo "error: $inst missing: run ./run build" >&2; exit 1; }
+    case $v in *-opt) how="ninja -C cpython-build/_meson optimized" ;; *) how="./run build" ;; esac
+    [ -x "$inst" ] || { echo "error: $inst missing: run $how" >&2; exit 1; }
     # The venv links to the installed interpreter: a rebuild is seen.
     if [ ! -x "$venv/bin/python" ]; then
       "$inst" -m venv "$venv"

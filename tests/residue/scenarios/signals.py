@@ -40,8 +40,9 @@ def work(ctx):
     # copies (glibc's memcpy loads them at 32-byte boundaries of the
     # destination: a copy that starts 16 bytes off is split across two
     # registers), which changes from build to build. So the last signal
-    # is taken inside a long copy to a 64-byte aligned destination, the
-    # secret at every 32-byte boundary, from a one-shot timer, repeated
+    # is taken inside a long copy to a 64-byte aligned destination (a
+    # 32-byte secret, the scanner's default, then sits whole at every
+    # 32-byte boundary), from a one-shot timer, repeated
     # until the copy outlasted the timer by a millisecond and exactly that
     # one signal came.
     src = key * (16 * 2**20 // len(key))

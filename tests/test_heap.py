@@ -290,6 +290,47 @@ print("ok")
                                 "plain", "True", "ok"]
 
 
+def test_handled_failure_is_not_blamed_for_a_later_memory_error():
+    # A secret allocation that fails and whose caller copes without
+    # raising (C code with a fallback) must not make a later, unrelated
+    # MemoryError say the secret heap is full.
+    code = r"""
+import operator, os, secret, sys
+import _testsecret
+pair = [None, None]
+huge = sys.maxsize // 2 + 1     # pair * huge overflows: a plain MemoryError
+
+def message(func, *args):
+    try:
+        secret.do(func, *args)
+    except MemoryError as e:
+        return str(e)
+    return "no error"
+
+# Control: a failed secret allocation that is reported says so.
+print("reported", "secret heap exhausted" in message(
+    _testsecret.alloc_block, "mem", bytes(128 << 20)))
+
+# Handled in one do(), the overflow raised in the next one: plain.
+assert secret.do(_testsecret.try_alloc, "mem", 128 << 20) is False
+print("next_do", repr(message(operator.mul, pair, huge)))
+
+# Handled, then a secret allocation that succeeds, then the overflow, all
+# in one do(): plain.
+def same_do():
+    assert _testsecret.try_alloc("mem", 128 << 20) is False
+    more = bytearray(os.urandom(64))
+    return pair * huge
+print("same_do", repr(message(same_do)))
+assert secret.heap_info()["exhausted"] == 3
+"""
+    r = subprocess.run([sys.executable, "-X", "secret_heap_size=64M", "-c",
+                        code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["reported", "True", "next_do", "''",
+                                "same_do", "''"]
+
+
 WINDOW_CHILD = r"""
 import json, os, secret
 import _testsecret

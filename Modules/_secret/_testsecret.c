@@ -540,6 +540,41 @@ alloc_block(PyObject *module, PyObject *args)
     return PyLong_FromVoidPtr(p);
 }
 
+/* try_alloc(domain, n) -> whether a block of n bytes could be allocated
+ * (it is freed at once). A failure is handled here, never reported: the
+ * way C code with a fallback treats it. */
+static PyObject *
+try_alloc(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "sn", &domain, &n)) {
+        return NULL;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        return NULL;
+    }
+    void *p;
+    if (strcmp(domain, "raw") == 0) {
+        p = PyMem_RawMalloc(n);
+        PyMem_RawFree(p);
+    }
+    else if (strcmp(domain, "mem") == 0) {
+        p = PyMem_Malloc(n);
+        PyMem_Free(p);
+    }
+    else if (strcmp(domain, "obj") == 0) {
+        p = PyObject_Malloc(n);
+        PyObject_Free(p);
+    }
+    else {
+        PyErr_SetString(PyExc_ValueError, "domain: raw, mem or obj");
+        return NULL;
+    }
+    return PyBool_FromLong(p != NULL);
+}
+
 /* realloc_block(domain, addr, n) -> new address (the old one is gone). */
 static PyObject *
 realloc_block(PyObject *module, PyObject *args)
@@ -729,6 +764,8 @@ static PyMethodDef testsecret_methods[] = {
     {"alloc_block", alloc_block, METH_VARARGS,
      "alloc_block(domain, data) -> address of a raw/mem/obj block "
      "holding data"},
+    {"try_alloc", try_alloc, METH_VARARGS,
+     "try_alloc(domain, n): could n bytes be allocated? (never raises)"},
     {"realloc_block", realloc_block, METH_VARARGS,
      "realloc_block(domain, address, n) -> new address"},
     {"free_block", free_block, METH_VARARGS,

@@ -300,6 +300,7 @@ _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
 #  if _Py_SECRET_HEAP
     /* From here on this thread allocates in the secret heap. */
     _PySecret_tls.mode++;
+    _PySecretHeap_ForgetFailure();
 #  endif
     if (thread_window == 0) {
         thread_window = WINDOW_MIN;

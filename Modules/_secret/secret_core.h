@@ -116,6 +116,9 @@ extern int _PySecretHeap_OutOfDumpsAndSwap(void);
 extern void _PySecretHeap_ThreadDone(void);
 /* secret.heap_info(): a new dict. */
 extern PyObject *_PySecretHeap_Info(void);
+/* At each do() entry: forget a failed secret allocation that nothing
+ * reported (see _PySecretHeap_TakeFailure). */
+extern void _PySecretHeap_ForgetFailure(void);
 
 /* faulthandler installed or removed the calling thread's alternate signal
  * stack (Modules/faulthandler.c): the cached one is stale. */

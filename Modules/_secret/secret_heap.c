@@ -568,8 +568,18 @@ zero_block(void *p, size_t n)
 }
 
 /* Set when a secret allocation of this thread fails; the next
- * PyErr_NoMemory() takes it to say the secret heap is full (patch 0012). */
+ * PyErr_NoMemory() takes it to say the secret heap is full (patch 0012).
+ * A failure its caller handled without PyErr_NoMemory() must not be
+ * blamed for a later, unrelated MemoryError (a size overflow, say): the
+ * next secret allocation that succeeds clears it, and so does each do()
+ * entry. */
 static _Py_thread_local int alloc_failed;
+
+void
+_PySecretHeap_ForgetFailure(void)
+{
+    alloc_failed = 0;
+}
 
 int
 _PySecretHeap_TakeFailure(size_t *reserved)
@@ -589,6 +599,7 @@ counted(void *p)
         alloc_failed = 1;
         return NULL;
     }
+    alloc_failed = 0;
     BUMP(live_bytes, usable_size(p));
     BUMP(allocations, 1);
     return p;
@@ -608,6 +619,7 @@ void *
 _PySecretHeap_Calloc(size_t nelem, size_t elsize)
 {
     if (elsize != 0 && nelem > SIZE_MAX / elsize) {
+        alloc_failed = 0;           /* an overflow, not a full heap */
         return NULL;
     }
     mi_heap_t *h = thread_heap();

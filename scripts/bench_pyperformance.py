@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""pyperformance comparisons for spec §4, of three kinds:
+"""pyperformance comparisons for spec §4, of four kinds:
 
-  python3 scripts/bench_pyperformance.py [--kind heap|heap-opt|in-do]
+  python3 scripts/bench_pyperformance.py [--kind heap|heap-opt|layout|in-do]
       [--passes N] [--benchmarks LIST] [--out DIR] [--compare-only]
 
   heap   the experiment interpreter against pristine (outside `do`, the 1 %
@@ -12,6 +12,13 @@
          --with-lto`, as distributions build CPython; `ninja -C
          cpython-build/_meson optimized` makes them):
          docs/pyperformance-heap-opt.md
+  layout pristine with its code placed elsewhere (the pristine-shifted
+         build: the same instructions at other addresses,
+         cpython-build/layout_pad.h; `ninja -C cpython-build/_meson
+         pristine-shifted.stamp` makes it) and the experiment, both
+         against pristine: how far code placement alone moves wall-clock
+         time, next to what the experiment measures:
+         docs/pyperformance-layout.md
   in-do  on the experiment interpreter, each benchmark's timed work called
          through secret.do() against the same work called plainly (the
          1.5x bound; scripts/pyperf_in_do/sitecustomize.py does the
@@ -80,6 +87,14 @@ KINDS = {
                  [("pristine-opt", "pristine-opt", {}),
                   ("pristine-opt-copy", "pristine-opt", {}),
                   ("experiment-opt", "experiment-opt", {})], SUBSET),
+    "layout": ("pristine's code at other addresses (pristine-shifted: the "
+               "same instructions, a never-run function in each object "
+               "file) and the experiment, each against pristine (spec §4, "
+               "outside `do`): code placement alone against the "
+               "experiment",
+               [("pristine", "pristine", {}),
+                ("pristine-shifted", "pristine-shifted", {}),
+                ("experiment", "experiment", {})], SUBSET),
     "in-do": ("work inside `secret.do` vs the same work outside (spec §4, "
               "experiment interpreter)",
               [("plain", "experiment", {"RUNTIMESECRET_BENCH_MODE": "plain"}),
@@ -97,13 +112,16 @@ KINDS = {
 # docs/heap-cost.md, run 2). The first pass calibrates; every
 # later pass of every side runs with its loops
 # (scripts/pyperf_in_do/sitecustomize.py, RUNTIMESECRET_BENCH_LOOPS).
-FIXED_LOOPS = {"in-do", "heap", "heap-opt"}
+FIXED_LOOPS = {"in-do", "heap", "heap-opt", "layout"}
 INTERPRETERS = {"pristine": "pristine 3.13.5, unpatched",
                 "experiment": "`--with-experiment=runtimesecret`",
                 "pristine-opt": "pristine 3.13.5, unpatched, "
                 "`--enable-optimizations --with-lto`",
                 "experiment-opt": "`--with-experiment=runtimesecret "
-                "--enable-optimizations --with-lto`"}
+                "--enable-optimizations --with-lto`",
+                "pristine-shifted": "pristine 3.13.5, unpatched, "
+                "`CFLAGS=-include cpython-build/layout_pad.h` (a "
+                "never-run function in each object file)"}
 
 
 def run(cmd, **kw):
@@ -121,9 +139,12 @@ def snapshot(name, installed):
     src = os.path.join(ROOT, "cpython-build", "install", installed)
     dst = os.path.join(WORK, name)
     if not os.path.exists(os.path.join(src, "bin", "python3")):
-        sys.exit("error: %s is not installed: run %s first" % (
-            src, "ninja -C cpython-build/_meson optimized"
-            if installed.endswith("-opt") else "./run build"))
+        how = "./run build"
+        if installed.endswith("-opt"):
+            how = "ninja -C cpython-build/_meson optimized"
+        elif installed == "pristine-shifted":
+            how = "ninja -C cpython-build/_meson pristine-shifted.stamp"
+        sys.exit("error: %s is not installed: run %s first" % (src, how))
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, symlinks=True)
     return os.path.join(dst, "bin", "python3")

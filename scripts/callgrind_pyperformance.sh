@@ -3,7 +3,7 @@
 # benchmarks, pristine vs experiment: backs the wall-clock comparison of
 # scripts/bench_pyperformance.py (which must have run first: it makes the
 # interpreter copies and the benchmark venvs under cpython-build/bench/).
-#   scripts/callgrind_pyperformance.sh [--sim] [--off|--installed|--opt] [BENCHMARKS...]
+#   scripts/callgrind_pyperformance.sh [--sim] [--off|--installed|--opt|--shifted] [BENCHMARKS...]
 # --off compares pristine with the experiment-off build instead (the patch
 # series configured without the experiment, cpython-build/install/off;
 # spec §4: within noise of pristine), each through a venv of its installed
@@ -13,6 +13,9 @@
 # the copies the wall-clock run made).
 # --opt compares the PGO+LTO pair the same way (pristine-opt and
 # experiment-opt: `ninja -C cpython-build/_meson optimized`).
+# --shifted compares pristine with pristine-shifted (pristine's code at
+# other addresses, `ninja -C cpython-build/_meson pristine-shifted.stamp`):
+# the same instructions, so what --sim adds shows code placement alone.
 # One worker value per benchmark (--loops 1, no warm-up), PYTHONHASHSEED=0;
 # prints a Markdown table: instructions of each and the ratio.
 # --sim also simulates the caches and the branch predictor
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
     --off) b=off; installed=1; shift ;;
     --installed) installed=1; shift ;;
     --opt) a=pristine-opt; b=experiment-opt; installed=1; shift ;;
+    --shifted) b=pristine-shifted; installed=1; shift ;;
     *) break ;;
   esac
 done
@@ -53,7 +57,11 @@ else
   for v in $a $b; do
     venv=$work/callgrind-venv/$v
     inst=cpython-build/install/$v/bin/python3
-    case $v in *-opt) how="ninja -C cpython-build/_meson optimized" ;; *) how="./run build" ;; esac
+    case $v in
+      *-opt) how="ninja -C cpython-build/_meson optimized" ;;
+      pristine-shifted) how="ninja -C cpython-build/_meson pristine-shifted.stamp" ;;
+      *) how="./run build" ;;
+    esac
     [ -x "$inst" ] || { echo "error: $inst missing: run $how" >&2; exit 1; }
     # The venv links to the installed interpreter: a rebuild is seen.
     if [ ! -x "$venv/bin/python" ]; then

@@ -1,12 +1,12 @@
 /* The pristine-shifted variant (meson.build) compiles every C file of
  * upstream CPython with this header forced in (-include): one function
  * that is never called, so each object file's code grows by a few bytes
- * and every function after it moves. The machine code executed is
- * pristine's (callgrind: the same instructions); only where it lies in
- * memory changes, which is what a patch that adds a few instructions to
- * some functions also does. The wall-clock difference between this build
- * and pristine is the noise of code placement alone
- * (scripts/bench_pyperformance.py --kind layout, docs/heap-cost.md). */
+ * and every function after it moves. The machine code is pristine's;
+ * only where it (and the data after it) lies in memory changes, which is
+ * what a patch that adds a few instructions to some functions also does.
+ * The wall-clock difference between this build and pristine is the noise
+ * of code placement alone (scripts/bench_pyperformance.py --kind layout,
+ * docs/heap-cost.md). */
 #ifndef RUNTIMESECRET_LAYOUT_PAD_H
 #define RUNTIMESECRET_LAYOUT_PAD_H
 /* Not in assembly sources (Python/asm_trampoline.S gets CFLAGS too). */

@@ -505,6 +505,36 @@ spin_with_pattern(PyObject *module, PyObject *args)
 
 /* --- the heap ------------------------------------------------------- */
 
+/* The functions of the raw, mem or obj allocator domain; NULL with
+ * ValueError for another name. */
+typedef struct {
+    void *(*malloc)(size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+} domain_funcs;
+
+static const domain_funcs *
+get_domain(const char *name)
+{
+    static const domain_funcs raw = {PyMem_RawMalloc, PyMem_RawRealloc,
+                                     PyMem_RawFree};
+    static const domain_funcs mem = {PyMem_Malloc, PyMem_Realloc,
+                                     PyMem_Free};
+    static const domain_funcs obj = {PyObject_Malloc, PyObject_Realloc,
+                                     PyObject_Free};
+    if (strcmp(name, "raw") == 0) {
+        return &raw;
+    }
+    if (strcmp(name, "mem") == 0) {
+        return &mem;
+    }
+    if (strcmp(name, "obj") == 0) {
+        return &obj;
+    }
+    PyErr_SetString(PyExc_ValueError, "domain: raw, mem or obj");
+    return NULL;
+}
+
 /* A block of the raw, mem or obj domain holding a copy of data; returns
  * its address. The caller frees it with free_block(). */
 static PyObject *
@@ -515,22 +545,12 @@ alloc_block(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "sy*", &domain, &data)) {
         return NULL;
     }
-    size_t n = data.len > 0 ? (size_t)data.len : 1;
-    void *p;
-    if (strcmp(domain, "raw") == 0) {
-        p = PyMem_RawMalloc(n);
-    }
-    else if (strcmp(domain, "mem") == 0) {
-        p = PyMem_Malloc(n);
-    }
-    else if (strcmp(domain, "obj") == 0) {
-        p = PyObject_Malloc(n);
-    }
-    else {
+    const domain_funcs *d = get_domain(domain);
+    if (d == NULL) {
         PyBuffer_Release(&data);
-        PyErr_SetString(PyExc_ValueError, "domain: raw, mem or obj");
         return NULL;
     }
+    void *p = d->malloc(data.len > 0 ? (size_t)data.len : 1);
     if (p == NULL) {
         PyBuffer_Release(&data);
         return PyErr_NoMemory();
@@ -555,23 +575,12 @@ try_alloc(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "n must be >= 0");
         return NULL;
     }
-    void *p;
-    if (strcmp(domain, "raw") == 0) {
-        p = PyMem_RawMalloc(n);
-        PyMem_RawFree(p);
-    }
-    else if (strcmp(domain, "mem") == 0) {
-        p = PyMem_Malloc(n);
-        PyMem_Free(p);
-    }
-    else if (strcmp(domain, "obj") == 0) {
-        p = PyObject_Malloc(n);
-        PyObject_Free(p);
-    }
-    else {
-        PyErr_SetString(PyExc_ValueError, "domain: raw, mem or obj");
+    const domain_funcs *d = get_domain(domain);
+    if (d == NULL) {
         return NULL;
     }
+    void *p = d->malloc(n);
+    d->free(p);
     return PyBool_FromLong(p != NULL);
 }
 
@@ -585,20 +594,15 @@ realloc_block(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "sOn", &domain, &addr, &n)) {
         return NULL;
     }
+    const domain_funcs *d = get_domain(domain);
+    if (d == NULL) {
+        return NULL;
+    }
     void *p = PyLong_AsVoidPtr(addr);
     if (p == NULL && PyErr_Occurred()) {
         return NULL;
     }
-    void *q;
-    if (strcmp(domain, "raw") == 0) {
-        q = PyMem_RawRealloc(p, n);
-    }
-    else if (strcmp(domain, "mem") == 0) {
-        q = PyMem_Realloc(p, n);
-    }
-    else {
-        q = PyObject_Realloc(p, n);
-    }
+    void *q = d->realloc(p, n);
     if (q == NULL) {
         return PyErr_NoMemory();
     }
@@ -613,19 +617,15 @@ free_block(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "sO", &domain, &addr)) {
         return NULL;
     }
+    const domain_funcs *d = get_domain(domain);
+    if (d == NULL) {
+        return NULL;
+    }
     void *p = PyLong_AsVoidPtr(addr);
     if (p == NULL && PyErr_Occurred()) {
         return NULL;
     }
-    if (strcmp(domain, "raw") == 0) {
-        PyMem_RawFree(p);
-    }
-    else if (strcmp(domain, "mem") == 0) {
-        PyMem_Free(p);
-    }
-    else {
-        PyObject_Free(p);
-    }
+    d->free(p);
     Py_RETURN_NONE;
 }
 

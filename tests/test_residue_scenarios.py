@@ -106,6 +106,21 @@ def test_live_scenario_is_found_in_every_mode(matrix):
             (label, mode, r["by_form"])
 
 
+def test_live_secret_kept_from_do_lies_in_the_secret_heap(matrix):
+    """What do() returns and the caller keeps was allocated in secret mode:
+    its copies lie in the secret heap (out of core dumps and swap). The
+    control's copies, made without do(), lie elsewhere."""
+    live, = [sc for sc in SCENARIOS if sc.keep]
+    protected = run(matrix, "experiment", live, "protected")
+    assert protected["copies"] > 0
+    assert protected["by_category"] == {"secret-heap": protected["copies"]}, \
+        protected["by_category"]
+    control = run(matrix, "experiment", live, "control")
+    assert control["copies"] > 0
+    assert not control["by_category"].get("secret-heap"), \
+        control["by_category"]
+
+
 # -- protected runs on the experiment ---------------------------------------
 
 @pytest.mark.parametrize("sc", [expect(sc, sc.needs) for sc in SCENARIOS

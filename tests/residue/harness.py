@@ -85,13 +85,16 @@ def _altstack_query():
 
 
 def _secret_heap_ranges():
-    """Address ranges of the secret heap, if this build exposes them
-    (the heap work, issue 4, may add _secret.heap_ranges())."""
+    """Address ranges of the secret heap, from secret.heap_info() in a
+    build that has one (none before the first do(), or in fallback mode)."""
     mod = sys.modules.get("_secret")
-    fn = getattr(mod, "heap_ranges", None)
-    if fn is None:
+    info = getattr(mod, "heap_info", None)
+    if info is None:
         return []
-    return [[int(a), int(b)] for a, b in fn()]
+    d = info()
+    if not d.get("reserved"):
+        return []
+    return [[int(d["base"]), int(d["base"]) + int(d["reserved"])]]
 
 
 def _load(path):

@@ -359,7 +359,8 @@ def test_supported_on_linux_x86_64_and_aarch64():
 def test_protections_are_reported():
     p = secret.protections()
     assert set(p) == {"registers", "c_stack", "signal_frames",
-                      "frame_stack", "heap", "no_core_dump_or_swap"}
+                      "frame_stack", "heap", "no_core_dump_or_swap",
+                      "io_buffers"}
     assert all(isinstance(v, bool) for v in p.values())
     # What this build erases (tests/test_erasure.py and tests/test_heap.py
     # prove each); out of swap only if the kernel let all of the secret heap
@@ -369,4 +370,4 @@ def test_protections_are_reported():
     assert info["reserved"] > 0     # protections() reserved the heap
     assert p == {"registers": True, "c_stack": True, "signal_frames": True,
                  "frame_stack": True, "heap": True,
-                 "no_core_dump_or_swap": whole}
+                 "no_core_dump_or_swap": whole, "io_buffers": True}

@@ -30,6 +30,7 @@ SCENARIOS = residue.scenarios()
 PROTECTIONS = secret.protections()
 ISSUE = {"heap": "heap erasure: issue 4",
          "no_core_dump_or_swap": "heap erasure: issue 4",
+         "io_buffers": "I/O buffers: patch 0016",
          "c_stack": "stack erasure: issue 5",
          "signal_frames": "stack erasure: issue 5",
          "frame_stack": "stack erasure: issue 5",

@@ -30,6 +30,8 @@ static const struct {
     {"frame_stack", 1, 0},              /* §3.3 */
     {"heap", 1, 0},                     /* §3.4 */
     {"no_core_dump_or_swap", 1, 1},     /* §3.4 */
+    /* §3.4/§3.5: buffered and text I/O objects (patch 0016) */
+    {"io_buffers", 1, 0},
 };
 
 /* Close an object whose body would run after do() returned, while still in

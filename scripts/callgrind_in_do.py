@@ -34,17 +34,22 @@ for _ in range(int(sys.argv[3])):
 WORKS = ("json", "dict", "bytearray256", "float")
 
 
-def count(python, *args):
+def instructions(python, child, *args):
+    """Instructions callgrind counts for `python -S -c child args`
+    (PYTHONHASHSEED=0, so the counts repeat); exits on a failure."""
     r = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         python, "-S", "-c", CHILD, *args,
-         os.path.join(ROOT, "scripts")],
+         python, "-S", "-c", child, *args],
         capture_output=True, text=True,
         env=dict(os.environ, PYTHONHASHSEED="0"))
     m = re.search(r"Collected : (\d+)", r.stderr)
     if r.returncode != 0 or m is None:
         sys.exit("%s %s failed:\n%s" % (python, args, r.stderr[-2000:]))
     return int(m.group(1))
+
+
+def count(python, *args):
+    return instructions(python, CHILD, *args, os.path.join(ROOT, "scripts"))
 
 
 def main():

@@ -13,10 +13,11 @@ do() (what the move into the secret heap and the zeroing cost).
 """
 
 import os
-import re
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from callgrind_in_do import instructions  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTALL = os.path.join(ROOT, "cpython-build", "install")
@@ -72,15 +73,7 @@ WORKS = ("lines_binary", "lines_text", "write_text")
 
 
 def count(python, path, *args):
-    r = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         python, "-S", "-c", CHILD, *args, path],
-        capture_output=True, text=True,
-        env=dict(os.environ, PYTHONHASHSEED="0"))
-    m = re.search(r"Collected : (\d+)", r.stderr)
-    if r.returncode != 0 or m is None:
-        sys.exit("%s %s failed:\n%s" % (python, args, r.stderr[-2000:]))
-    return int(m.group(1))
+    return instructions(python, CHILD, *args, path)
 
 
 def main():

@@ -1,16 +1,17 @@
 """Buffered and text I/O in secret mode (patch 0016): a file object made
 before do() and read or written inside it keeps nothing of the secret in
-ordinary memory, and behaves exactly as it does outside do().
+ordinary memory, and still reads and writes what it should.
 
 The erasure itself is proved by the residue scenarios pipe_line,
 pipe_text, socket_file, file_reader, text_writer and binary_writer
 (tests/test_residue_scenarios.py: each control finds the secret, in the
 file object's buffer among other places; each protected run finds none).
-Here: the same file objects give the same results whether an operation
-runs in do() or not (random sequences of reads, seeks, peeks and writes,
-compared operation by operation), the buffer moves into the secret heap,
-and running out of secret heap fails the operation instead of leaving the
-data in ordinary memory.
+Here: random sequences of reads, seeks, peeks and writes on file objects
+made outside do(), each operation run in do() or not, checked against a
+model of the file (binary) or against the same sequence run outside do()
+(text); the buffer's move into the secret heap and its zeroing at close();
+running out of secret heap fails the operation instead of leaving the data
+in ordinary memory.
 """
 
 import io

@@ -58,7 +58,7 @@ def expect(sc, needs):
 @pytest.fixture(scope="module")
 def matrix():
     """Run every scenario once: control on pristine, control and protected
-    on the experiment (about 70 runs, a few seconds on 2 cores)."""
+    on the experiment (three runs a scenario, a few seconds on 2 cores)."""
     report = residue.run_matrix(
         [("pristine", PYTHONS["pristine"]),
          ("experiment", PYTHONS["experiment"])], SCENARIOS, jobs=2)

@@ -11,18 +11,11 @@ interpreters, scanned through /proc/PID/mem by scripts/residue.py:
   it pass, so it turns into a failure the day it passes unannounced.
 """
 
-import os
-import sys
-
 import pytest
 
 import secret
 from conftest import EXPERIMENT, interpreter
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-import residue  # noqa: E402
+from residue_matrix import residue, run, run_matrix
 
 PYTHONS = dict(residue.DEFAULT_PYTHONS)
 PYTHONS["experiment"] = interpreter(EXPERIMENT)
@@ -59,22 +52,8 @@ def expect(sc, needs):
 def matrix():
     """Run every scenario once: control on pristine, control and protected
     on the experiment (three runs a scenario, a few seconds on 2 cores)."""
-    report = residue.run_matrix(
-        [("pristine", PYTHONS["pristine"]),
-         ("experiment", PYTHONS["experiment"])], SCENARIOS, jobs=2)
-    assert report["interpreters"]["experiment"]["has_secret"]
-    assert not report["interpreters"]["pristine"]["has_secret"]
-    return {(r["label"], r["scenario"], r["mode"]): r
-            for r in report["runs"]}
-
-
-def run(matrix, label, sc, mode):
-    r = matrix[(label, sc.name, mode)]
-    if r["status"] != "ok":
-        pytest.fail("%s %s run of %s failed: %s\n%s"
-                    % (label, mode, sc.name, r.get("error"),
-                       r.get("output", "")))
-    return r
+    return run_matrix([("pristine", PYTHONS["pristine"]),
+                       ("experiment", PYTHONS["experiment"])], SCENARIOS)
 
 
 def stack_copies(rec):

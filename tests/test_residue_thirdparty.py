@@ -11,19 +11,14 @@ pristine and experiment interpreters.
 
 import os
 import subprocess
-import sys
-import venv
 
 import pytest
 
 from conftest import EXPERIMENT, interpreter
+from residue_matrix import residue, run, run_matrix
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-import residue  # noqa: E402
-
-HERE = os.path.join(ROOT, "tests", "residue", "thirdparty")
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "residue",
+                    "thirdparty")
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 SCENARIOS = residue.scenarios(HERE)
 
@@ -45,20 +40,7 @@ def matrix(tmp_path_factory):
                                       d / "pristine")),
                ("experiment", make_venv(interpreter(EXPERIMENT),
                                         d / "experiment"))]
-    report = residue.run_matrix(pythons, SCENARIOS, jobs=2)
-    assert report["interpreters"]["experiment"]["has_secret"]
-    assert not report["interpreters"]["pristine"]["has_secret"]
-    return {(r["label"], r["scenario"], r["mode"]): r
-            for r in report["runs"]}
-
-
-def run(matrix, label, sc, mode):
-    r = matrix[(label, sc.name, mode)]
-    if r["status"] != "ok":
-        pytest.fail("%s %s run of %s failed: %s\n%s"
-                    % (label, mode, sc.name, r.get("error"),
-                       r.get("output", "")))
-    return r
+    return run_matrix(pythons, SCENARIOS)
 
 
 def test_there_are_scenarios():

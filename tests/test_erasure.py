@@ -189,6 +189,60 @@ def test_frame_stack_is_erased(pattern):
     assert dead_frames() == 0
 
 
+def test_frame_stack_window_widens_and_is_erased(pattern):
+    # do() lowers the frame stack's limit to a 4 KiB window above the top
+    # (only what func can reach is zeroed at exit), widens it when func
+    # goes deeper and restores the chunk's end at exit. In a new thread,
+    # so the chunk has room whatever pytest's own depth.
+    holder = bytearray(pattern)
+    needle = id(holder).to_bytes(8, sys.byteorder)
+    out = {}
+
+    def recurse(n, obj, seen):
+        x = y = z = obj  # noqa: F841 (locals in the frame)
+        if n:
+            return recurse(n - 1, obj, seen)
+        seen["bottom"] = T.frame_stack_info()
+        return 0
+
+    def func(n, seen):
+        seen["entry"] = T.frame_stack_info()
+        return recurse(n, holder, seen)
+
+    def body():
+        top, end = T.frame_stack_info()
+        out["chunk"] = (top, end)
+        for name, n, run in (
+                ("shallow", 10, secret.do),
+                ("deeper", 60, secret.do),
+                ("new chunk", 400, secret.do),
+                ("nested", 60, lambda f, *a: secret.do(secret.do, f, *a))):
+            func(n, {})
+            control = T.count_in_range(top, end - top, needle)
+            seen = {}
+            run(func, n, seen)
+            out[name] = (control, seen, T.frame_stack_info(),
+                         T.count_in_range(top, end - top, needle))
+
+    run_in_thread(1 << 20, body)
+    top, end = out["chunk"]
+    assert end - top > 8192, out["chunk"]
+    for name in ("shallow", "deeper", "new chunk", "nested"):
+        control, seen, after, protected = out[name]
+        assert control > 0, name
+        assert after == (top, end), name     # the chunk's end is back
+        assert protected == 0, name
+    # do() was called from body(), whose frame stack top is `top`.
+    entry, bottom = out["shallow"][1]["entry"], out["shallow"][1]["bottom"]
+    assert entry[1] == top + 4096            # the window
+    assert bottom[1] == entry[1]             # not widened: never needed
+    entry, bottom = out["deeper"][1]["entry"], out["deeper"][1]["bottom"]
+    assert entry[1] == top + 4096
+    assert entry[1] < bottom[1] <= end       # widened within the chunk
+    bottom = out["new chunk"][1]["bottom"]
+    assert not top <= bottom[0] <= end       # went on in a new chunk
+
+
 # --- signals and the alternate signal stack ------------------------------
 
 SIGNAL_CHILD = r"""

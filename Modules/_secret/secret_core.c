@@ -279,15 +279,80 @@ erase_altstack(void)
     explicit_bzero(p, top - p);
 }
 
-/* Everything above the top of the current chunk of the frame stack is
- * dead: func's frames were there. */
+/* The frame stack's window (spec §3.3). CPython keeps no high-water mark
+ * of the frame stack, and zeroing the current chunk to its end costs a
+ * third of do()'s fixed cost (16 KiB). So a do() that finds no window
+ * lowers datastack_limit to FRAME_WINDOW bytes above the top: no frame is
+ * ever placed at or above the limit (every push checks it), and one that
+ * does not fit reaches push_chunk(), which widens the window first
+ * (_PySecret_WidenFrameWindow). At exit only the window is dead.
+ *
+ * The window is the limit itself: CPython keeps datastack_limit at the
+ * chunk's end, so a limit below it is a window. Nothing else to keep, and
+ * a frame stack that a greenlet switches in brings its own. */
+#define FRAME_WINDOW (4 * 1024)
+
+static inline PyObject **
+chunk_end(_PyStackChunk *chunk)
+{
+    return (PyObject **)((char *)chunk + chunk->size);
+}
+
 static void
-erase_frame_stack(PyThreadState *tstate)
+open_frame_window(PyThreadState *tstate, _PySecretCall *call)
+{
+    PyObject **top = tstate->datastack_top;
+    const ptrdiff_t n = FRAME_WINDOW / sizeof(PyObject *);
+    call->frame_window = 0;
+    if (top == NULL || tstate->datastack_limit != chunk_end(tstate->datastack_chunk)
+        || tstate->datastack_limit - top <= n)
+    {
+        return;     /* no chunk yet, an outer do()'s window, or too close */
+    }
+    tstate->datastack_limit = top + n;
+    call->frame_window = 1;
+}
+
+PyObject **
+_PySecret_WidenFrameWindow(PyThreadState *tstate, int size)
+{
+    _PyStackChunk *chunk = tstate->datastack_chunk;
+    if (chunk == NULL || tstate->datastack_limit >= chunk_end(chunk)) {
+        return NULL;    /* no window */
+    }
+    PyObject **top = tstate->datastack_top;
+    ptrdiff_t room = chunk_end(chunk) - chunk->data;
+    ptrdiff_t need = (top - chunk->data) + size;
+    ptrdiff_t reach = tstate->datastack_limit - chunk->data;
+    /* Double the window's reach into the chunk until the frame fits (as
+     * _PyThreadState_HasStackSpace() counts: size < limit - top). */
+    do {
+        reach *= 2;
+    } while (reach < room && need >= reach);
+    if (reach > room) {
+        reach = room;   /* the whole chunk: no window any more */
+    }
+    tstate->datastack_limit = chunk->data + reach;
+    if (need >= reach) {
+        return NULL;    /* push_chunk() takes a new chunk */
+    }
+    tstate->datastack_top = top + size;
+    return top;
+}
+
+/* Everything above the top of the current chunk of the frame stack, up to
+ * its limit, is dead: func's frames were there. Then the limit goes back
+ * to the chunk's end. */
+static void
+erase_frame_stack(PyThreadState *tstate, _PySecretCall *call)
 {
     char *top = (char *)tstate->datastack_top;
     char *limit = (char *)tstate->datastack_limit;
     if (top != NULL && limit > top) {
         explicit_bzero(top, limit - top);
+    }
+    if (call->frame_window) {
+        tstate->datastack_limit = chunk_end(tstate->datastack_chunk);
     }
 }
 
@@ -312,6 +377,7 @@ _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
     avail = avail > 1024 ? (avail - 1024) & ~(size_t)15 : 0;
     call->window = thread_window < avail ? thread_window : avail;
     call->window_low = NULL;
+    open_frame_window(tstate, call);
     return 1;
 #else
     (void)tstate;
@@ -330,7 +396,7 @@ _PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
     _PySecret_tls.mode--;
 #endif
 
-    erase_frame_stack(tstate);
+    erase_frame_stack(tstate, call);
     erase_altstack();
 
     char *low = call->window_low;

@@ -38,6 +38,7 @@ _PySecret_IsEnabled(PyThreadState *tstate)
 typedef struct {
     char *window_low;   /* the stack window's bottom, zeroed on entry */
     size_t window;      /* its size */
+    int frame_window;   /* this call lowered the frame stack's limit */
 } _PySecretCall;
 
 /* Assembly (secret_amd64.S, secret_arm64.S): leaves that use no stack, so
@@ -134,6 +135,13 @@ _PySecret_FreeStackChunk(PyThreadState *tstate, void *chunk, size_t size)
         _PySecret_Zero(chunk, size);
     }
 }
+
+/* push_chunk() (Python/pystate.c), before it takes a new chunk of the
+ * frame stack: a do() on this thread may have lowered datastack_limit to a
+ * window, so that its exit zeroes only what func can have reached
+ * (spec §3.3). Widen it: returns the pushed frame's place, or NULL to let
+ * push_chunk() take a new chunk. */
+extern PyObject **_PySecret_WidenFrameWindow(PyThreadState *tstate, int size);
 
 #ifdef __cplusplus
 }

@@ -302,10 +302,11 @@ static void
 open_frame_window(PyThreadState *tstate, _PySecretCall *call)
 {
     PyObject **top = tstate->datastack_top;
+    PyObject **limit = tstate->datastack_limit;
     const ptrdiff_t n = FRAME_WINDOW / sizeof(PyObject *);
     call->frame_window = 0;
-    if (top == NULL || tstate->datastack_limit != chunk_end(tstate->datastack_chunk)
-        || tstate->datastack_limit - top <= n)
+    if (top == NULL || limit != chunk_end(tstate->datastack_chunk)
+        || limit - top <= n)
     {
         return;     /* no chunk yet, an outer do()'s window, or too close */
     }

@@ -35,6 +35,29 @@ def run_python(variant, code, *args, check=True, **kw):
     return r
 
 
+def in_thread(stack_size, fn):
+    """fn() in a new thread whose stack is stack_size bytes (None: the
+    default); its result, or what it raised."""
+    import threading
+    out = {}
+
+    def body():
+        try:
+            out["r"] = fn()
+        except BaseException as e:
+            out["e"] = e
+    old = threading.stack_size(stack_size or 0)
+    try:
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    if "e" in out:
+        raise out["e"]
+    return out["r"]
+
+
 # /proc/self/mem fails (EIO) instead of faulting on an unmapped or
 # decommitted page: tests read freed blocks through it. Opened once, so a
 # read allocates nothing that could land on the block being read.

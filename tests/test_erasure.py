@@ -15,6 +15,7 @@ import threading
 import pytest
 
 import secret
+from conftest import in_thread
 
 _testsecret = pytest.importorskip("_testsecret")
 T = _testsecret
@@ -33,13 +34,7 @@ def pattern():
 
 def run_in_thread(stack_size, body):
     """Run body() in a new thread whose stack is stack_size bytes."""
-    old = threading.stack_size(stack_size)
-    try:
-        t = threading.Thread(target=body)
-        t.start()
-        t.join()
-    finally:
-        threading.stack_size(old)
+    in_thread(stack_size, body)
 
 
 # --- C stack -------------------------------------------------------------
@@ -164,6 +159,17 @@ def test_avx512_is_covered_where_present():
         assert "zmm31" in regs and "k7" in regs
     else:
         pytest.skip("no AVX-512 on this CPU")
+
+
+@needs_x86
+def test_amx_tiles_are_erased(pattern):
+    # AMX tile registers are vector state too (8 x 1 KiB): do() returns
+    # them to their initial, zero state when they are in use.
+    if not T.amx_fill(pattern):
+        pytest.skip("no AMX on this CPU (or the kernel refuses it)")
+    assert T.amx_state(pattern) == (True, 128)      # control: tmm0 keeps it
+    secret.do(T.amx_fill, pattern)
+    assert T.amx_state(pattern) == (False, 0)
 
 
 # --- interpreter frame stack -------------------------------------------------

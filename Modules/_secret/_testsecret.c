@@ -13,12 +13,14 @@
 
 #include "Python.h"
 
+#include <alloca.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>        // SYS_arch_prctl
 #include <sys/time.h>           // setitimer()
 #include <unistd.h>
 #if defined(__x86_64__)
@@ -95,6 +97,98 @@ write_stack_pattern(PyObject *module, PyObject *args)
     return PyLong_FromLong(frames);
 }
 
+/* Frames with stretches that are never written (spec §3.2: "no shape of
+ * frames defeats it"). A frame of `gap` bytes (alloca) whose only write is
+ * the pattern at its lowest 64 bytes:
+ *   mode 0: by the CPU (a store);
+ *   mode 1: by the kernel (read() from a pipe straight into the untouched
+ *           bottom of the frame);
+ *   mode 2: by the CPU, then a call made from below it (whose frame lies
+ *           deeper still) calls `then` if given.
+ * Nothing else of the frame is touched; the frame's top may be far above
+ * the write. */
+static int __attribute__((noinline))
+gapped_frame(uint64_t p, size_t gap, int mode, PyObject *then)
+{
+    volatile char *buf = alloca(gap + 64);
+    int rc = 0;
+    if (mode == 1) {
+        int fds[2];
+        if (pipe(fds) != 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (write(fds[1], &p, 8) != 8
+            || read(fds[0], (char *)buf, 8) != 8) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            rc = -1;
+        }
+        close(fds[0]);
+        close(fds[1]);
+    }
+    else {
+        memcpy((char *)buf, &p, 8);
+        memcpy((char *)buf + 56, &p, 8);
+    }
+    opaque(buf);
+    if (mode == 2 && then != NULL && then != Py_None) {
+        PyObject *r = PyObject_CallNoArgs(then);
+        if (r == NULL) {
+            rc = -1;
+        }
+        Py_XDECREF(r);
+    }
+    opaque(buf + gap);
+    return rc;
+}
+
+static PyObject *
+write_gapped(PyObject *module, PyObject *args)
+{
+    PyObject *pat, *then = NULL;
+    Py_ssize_t gap;
+    int mode;
+    uint64_t p;
+    if (!PyArg_ParseTuple(args, "Oni|O", &pat, &gap, &mode, &then)) {
+        return NULL;
+    }
+    if (gap < 0 || gap > (16 << 20) || mode < 0 || mode > 2) {
+        PyErr_SetString(PyExc_ValueError, "gap in [0, 16 MiB], mode 0-2");
+        return NULL;
+    }
+    if (get_pattern(pat, &p) < 0) {
+        return NULL;
+    }
+    int rc = gapped_frame(p, (size_t)gap, mode, then);
+    p = 0;
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* A C frame of `gap` untouched bytes (alloca; only its ends written by
+ * the call) between the caller and func(): the Python frames func runs
+ * lie a gap below the caller's. */
+static PyObject *
+call_below_gap(PyObject *module, PyObject *args)
+{
+    Py_ssize_t gap;
+    PyObject *func;
+    if (!PyArg_ParseTuple(args, "nO", &gap, &func)) {
+        return NULL;
+    }
+    if (gap < 0 || gap > (16 << 20)) {
+        PyErr_SetString(PyExc_ValueError, "gap in [0, 16 MiB]");
+        return NULL;
+    }
+    volatile char *buf = alloca((size_t)gap + 16);
+    opaque(buf);
+    PyObject *r = PyObject_CallNoArgs(func);
+    opaque(buf);
+    return r;
+}
+
 static int
 stack_bounds(char **lo, char **hi)
 {
@@ -116,38 +210,75 @@ stack_bounds(char **lo, char **hi)
 
 /* Count 8-byte-aligned copies of p in the resident pages of [lo, hi),
  * without faulting any page in. */
+/* Copies of p at any byte offset that start in [page, page + ps) (and in
+ * [lo, hi)); `more` bytes past the page may be read (a copy that
+ * straddles into the next page, when that one is resident too). */
+static Py_ssize_t
+count_page(char *page, size_t ps, size_t more, char *lo, char *hi,
+           uint64_t p)
+{
+    Py_ssize_t count = 0;
+    char *a = page < lo ? lo : page;
+    char *end = page + ps + more > hi ? hi : page + ps + more;
+    char *last = page + ps;         /* a copy must start before this */
+    while (a + 8 <= end && a < last) {
+        char *f = memmem(a, (size_t)(end - a), &p, 8);
+        if (f == NULL || f >= last) {
+            break;
+        }
+        count++;
+        a = f + 1;
+    }
+    return count;
+}
+
+static int
+resident(char *page, size_t ps)
+{
+    unsigned char v;
+    return mincore(page, ps, &v) == 0 && (v & 1);
+}
+
+/* Copies of p (any alignment) in the resident pages of [lo, hi), without
+ * faulting any page in. */
 static Py_ssize_t
 count_resident(char *lo, char *hi, uint64_t p)
 {
     size_t ps = (size_t)sysconf(_SC_PAGESIZE);
     Py_ssize_t count = 0;
+    unsigned char vec[128];
     char *page = (char *)((uintptr_t)lo & ~(uintptr_t)(ps - 1));
-    for (; page < hi; page += ps) {
-        unsigned char vec;
-        if (mincore(page, ps, &vec) != 0 || !(vec & 1)) {
-            continue;
+    while (page < hi) {
+        size_t n = ((size_t)(hi - page) + ps - 1) / ps;
+        if (n > sizeof(vec)) {
+            n = sizeof(vec);
         }
-        char *a = page < lo ? lo : page;
-        char *b = page + ps > hi ? hi : page + ps;
-        a = (char *)(((uintptr_t)a + 7) & ~(uintptr_t)7);
-        for (; a + 8 <= b; a += 8) {
-            if (*(volatile uint64_t *)a == p) {
-                count++;
+        if (mincore(page, n * ps, vec) != 0) {
+            /* Partly unmapped: page by page. */
+            for (size_t i = 0; i < n; i++) {
+                vec[i] = resident(page + i * ps, ps);
             }
         }
+        for (size_t i = 0; i < n; i++) {
+            if (vec[i] & 1) {
+                char *q = page + i * ps;
+                int next = i + 1 < n ? (vec[i + 1] & 1)
+                                     : resident(q + ps, ps);
+                count += count_page(q, ps, next ? 7 : 0, lo, hi, p);
+            }
+        }
+        page += n * ps;
     }
     return count;
 }
 
+/* Below this frame (and the red zone): what callees left. The bounds are
+ * looked up before the call (pthread_getattr_np reads /proc/self/maps on
+ * the main thread: its stack use would overwrite what is looked for). */
 static Py_ssize_t __attribute__((noinline))
-count_in_stack_below_here(uint64_t p)
+count_in_stack_below_here(char *lo, uint64_t p)
 {
-    char *lo, *hi;
-    if (stack_bounds(&lo, &hi) < 0) {
-        return -1;
-    }
     char here;
-    /* Below this frame (and the red zone): what callees left. */
     return count_resident(lo, (char *)((uintptr_t)&here - 256), p);
 }
 
@@ -167,13 +298,18 @@ call_and_scan(PyObject *module, PyObject *args)
     if (get_pattern(PyTuple_GET_ITEM(args, 0), &p) < 0) {
         return NULL;
     }
+    char *lo, *hi;
+    if (stack_bounds(&lo, &hi) < 0) {
+        PyErr_SetString(PyExc_OSError, "pthread_getattr_np failed");
+        return NULL;
+    }
     PyObject *rest = PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args));
     if (rest == NULL) {
         return NULL;
     }
     PyObject *res = PyObject_Call(PyTuple_GET_ITEM(args, 1), rest, NULL);
     Py_DECREF(rest);
-    Py_ssize_t count = count_in_stack_below_here(p);
+    Py_ssize_t count = count_in_stack_below_here(lo, p);
     p = 0;
     if (res == NULL) {
         res = PyErr_GetRaisedException();
@@ -469,6 +605,62 @@ error:
     Py_XDECREF(res);
     Py_XDECREF(regs);
     return NULL;
+}
+
+/* AMX tiles (x86-64 with AMX: spec §3.1's "all vector state"). */
+static PyObject *
+amx_fill(PyObject *module, PyObject *pat)
+{
+    uint64_t p;
+    if (get_pattern(pat, &p) < 0) {
+        return NULL;
+    }
+    /* ARCH_REQ_XCOMP_PERM for XTILEDATA (18): refused without AMX. */
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) {
+        Py_RETURN_FALSE;
+    }
+    unsigned char cfg[64] = {0};
+    cfg[0] = 1;                     /* palette 1 */
+    cfg[16] = 64;                   /* tile 0: 64 bytes a row */
+    cfg[48] = 16;                   /* 16 rows */
+    uint64_t buf[128];
+    for (int i = 0; i < 128; i++) {
+        buf[i] = p;
+    }
+    __asm__ volatile (
+        ".byte 0xc4, 0xe2, 0x78, 0x49, 0x07\n\t"        /* ldtilecfg (%rdi) */
+        ".byte 0xc4, 0xe2, 0x7b, 0x4b, 0x04, 0x16\n\t"  /* tileloadd
+                                                (%rsi,%rdx,1), %tmm0 */
+        : : "D" (cfg), "S" (buf), "d" ((long)64) : "memory");
+    explicit_bzero(buf, sizeof(buf));
+    p = 0;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+amx_state(PyObject *module, PyObject *pat)
+{
+    uint64_t p;
+    if (get_pattern(pat, &p) < 0) {
+        return NULL;
+    }
+    unsigned int lo, hi;
+    __asm__ volatile ("xgetbv" : "=a" (lo), "=d" (hi) : "c" (1));
+    int in_use = (lo >> 18) & 1;
+    Py_ssize_t count = 0;
+    if (in_use) {
+        uint64_t buf[128];
+        __asm__ volatile (
+            ".byte 0xc4, 0xe2, 0x7a, 0x4b, 0x04, 0x16\n\t"  /* tilestored
+                                            %tmm0, (%rsi,%rdx,1) */
+            : : "S" (buf), "d" ((long)64) : "memory");
+        for (int i = 0; i < 128; i++) {
+            count += buf[i] == p;
+        }
+        explicit_bzero(buf, sizeof(buf));
+    }
+    p = 0;
+    return Py_BuildValue("On", in_use ? Py_True : Py_False, count);
 }
 
 PyDoc_STRVAR(spin_with_pattern_doc,
@@ -776,6 +968,13 @@ static PyMethodDef testsecret_methods[] = {
      "write_stack_pattern(pattern, nbytes, raise_=False): write pattern into "
      "~1 KiB C frames down to nbytes deep"},
     {"call_and_scan", call_and_scan, METH_VARARGS, call_and_scan_doc},
+    {"write_gapped", write_gapped, METH_VARARGS,
+     "write_gapped(pattern, gap, mode, then=None): a frame of gap untouched "
+     "bytes whose bottom holds pattern (0: a store, 1: read() from a pipe, "
+     "2: a store, then then() called from below)"},
+    {"call_below_gap", call_below_gap, METH_VARARGS,
+     "call_below_gap(gap, func): call func below a C frame of gap "
+     "untouched bytes"},
     {"stack_info", stack_info, METH_NOARGS,
      "stack_info() -> (low, high, sp) of this thread's stack"},
     {"altstack_info", altstack_info, METH_NOARGS,
@@ -790,6 +989,10 @@ static PyMethodDef testsecret_methods[] = {
     {"call_and_dump", call_and_dump, METH_VARARGS, call_and_dump_doc},
     {"spin_with_pattern", spin_with_pattern, METH_VARARGS,
      spin_with_pattern_doc},
+    {"amx_fill", amx_fill, METH_O,
+     "amx_fill(pattern) -> False without AMX, else load pattern into tmm0"},
+    {"amx_state", amx_state, METH_O,
+     "amx_state(pattern) -> (tiles in use, copies of pattern in tmm0)"},
 #endif
     {NULL, NULL, 0, NULL}
 };

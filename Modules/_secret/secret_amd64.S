@@ -8,34 +8,25 @@
 
         .text
 
-/* char *_PySecret_MarkBelow(size_t n)
- * Zero the 64 bytes n bytes below this routine's return address (the
- * window's bottom: func reaching it means it may have gone deeper) and
- * return their address. */
-        .globl  _PySecret_MarkBelow
-        .hidden _PySecret_MarkBelow
-        .type   _PySecret_MarkBelow, @function
+/* char *_PySecret_StackTop(void)
+ * The caller's stack pointer, as it is once this returns: everything the
+ * caller's callees write lies below it. */
+        .globl  _PySecret_StackTop
+        .hidden _PySecret_StackTop
+        .type   _PySecret_StackTop, @function
         .p2align 4
-_PySecret_MarkBelow:
+_PySecret_StackTop:
         .cfi_startproc
         endbr64
-        movq    %rsp, %rax
-        subq    %rdi, %rax
-        movq    $0, 0(%rax)
-        movq    $0, 8(%rax)
-        movq    $0, 16(%rax)
-        movq    $0, 24(%rax)
-        movq    $0, 32(%rax)
-        movq    $0, 40(%rax)
-        movq    $0, 48(%rax)
-        movq    $0, 56(%rax)
+        leaq    8(%rsp), %rax
         ret
         .cfi_endproc
-        .size   _PySecret_MarkBelow, .-_PySecret_MarkBelow
+        .size   _PySecret_StackTop, .-_PySecret_StackTop
 
 /* void _PySecret_EraseStack(void *low, int vector)
  * Zero [low, return address slot) of the stack, then every caller-saved
- * register: vector registers first (vector: 0 = SSE, 1 = AVX, 2 = AVX-512),
+ * register: vector registers first (vector: 0 = SSE, 1 = AVX, 2 = AVX-512,
+ * plus 4 where AMX tiles exist),
  * so a signal frame pushed while the stack is being zeroed holds nothing
  * of func's; then x87/MMX, then the general registers and the flags. */
         .globl  _PySecret_EraseStack
@@ -45,6 +36,19 @@ _PySecret_MarkBelow:
 _PySecret_EraseStack:
         .cfi_startproc
         endbr64
+        /* AMX (vector bit 2): if the tiles are in use (XINUSE bit 18, from
+         * XGETBV with ECX=1), TILERELEASE returns them to their initial,
+         * zero state. Only a thread allowed to use them can have them in
+         * use, so it never faults. */
+        testl   $4, %esi
+        jz      .Lnoamx
+        movl    $1, %ecx
+        xgetbv
+        testl   $0x40000, %eax
+        jz      .Lnoamx
+        .byte   0xc4, 0xe2, 0x78, 0x49, 0xc0    /* tilerelease */
+.Lnoamx:
+        andl    $3, %esi
         cmpl    $1, %esi
         jb      .Lsse
         vzeroall                    /* ymm0-15 (and zmm0-15 bits 511:0) */

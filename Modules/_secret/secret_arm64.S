@@ -9,27 +9,20 @@
         .arch   armv8-a+sve
         .text
 
-/* char *_PySecret_MarkBelow(size_t n)
- * Zero the 64 bytes n (rounded up to 16) bytes below sp and return their
- * address. */
-        .globl  _PySecret_MarkBelow
-        .hidden _PySecret_MarkBelow
-        .type   _PySecret_MarkBelow, %function
+/* char *_PySecret_StackTop(void)
+ * The caller's stack pointer (a leaf: the return address is in x30):
+ * everything the caller's callees write lies below it. */
+        .globl  _PySecret_StackTop
+        .hidden _PySecret_StackTop
+        .type   _PySecret_StackTop, %function
         .p2align 4
-_PySecret_MarkBelow:
+_PySecret_StackTop:
         .cfi_startproc
         hint    #34                 /* bti c */
-        add     x0, x0, #15
-        and     x0, x0, #~15
-        mov     x1, sp
-        sub     x0, x1, x0
-        stp     xzr, xzr, [x0]
-        stp     xzr, xzr, [x0, #16]
-        stp     xzr, xzr, [x0, #32]
-        stp     xzr, xzr, [x0, #48]
+        mov     x0, sp
         ret
         .cfi_endproc
-        .size   _PySecret_MarkBelow, .-_PySecret_MarkBelow
+        .size   _PySecret_StackTop, .-_PySecret_StackTop
 
 /* void _PySecret_EraseStack(void *low, int vector)
  * Zero [low, sp), then x0-x17, v0-v31 (and, when vector is 1, the SVE

@@ -36,14 +36,13 @@ _PySecret_IsEnabled(PyThreadState *tstate)
 
 /* One secret.do() call, kept in do's own C frame. */
 typedef struct {
-    char *window_low;   /* the stack window's bottom, zeroed on entry */
-    size_t window;      /* its size */
+    char *top;          /* do's stack pointer: func's frames lie below */
     int frame_window;   /* this call lowered the frame stack's limit */
 } _PySecretCall;
 
 /* Assembly (secret_amd64.S, secret_arm64.S): leaves that use no stack, so
  * they may zero the stack right below their caller's frame. */
-extern char *_PySecret_MarkBelow(size_t n);
+extern char *_PySecret_StackTop(void);
 extern void _PySecret_EraseStack(void *low, int vector);
 /* The vector register file to erase, detected once (see secret_core.c). */
 extern int _PySecret_vector;
@@ -53,17 +52,16 @@ extern int _PySecret_vector;
 extern int _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call);
 
 /* Leave it: erase the interpreter frame stack and the alternate signal
- * stack, zero the C stack func used deeper than the entry window, and
- * return the lowest address of the window that still needs zeroing.
- * Keeps a pending exception intact and never runs Python code. */
+ * stack, zero what func left on the C stack deeper than a window below
+ * do's frame, and return the lowest address of that window that still
+ * needs zeroing. Keeps a pending exception intact, never runs Python code. */
 extern void *_PySecret_Leave(PyThreadState *tstate, _PySecretCall *call);
 
 #if _PySecret_SUPPORTED
 /* These two must be expanded in secret.do()'s own frame: the stack below
  * that frame is what they zero. */
 #  define _PySecret_ENTER(tstate, call) \
-    (_PySecret_Enter((tstate), (call)) \
-     ? ((call)->window_low = _PySecret_MarkBelow((call)->window), 1) : 0)
+    ((call)->top = _PySecret_StackTop(), _PySecret_Enter((tstate), (call)))
 #  define _PySecret_LEAVE(tstate, call) \
     do { \
         /* Registers first: a signal frame pushed from here on holds \
@@ -124,6 +122,23 @@ extern void _PySecretHeap_ForgetFailure(void);
 /* faulthandler installed or removed the calling thread's alternate signal
  * stack (Modules/faulthandler.c): the cached one is stale. */
 extern void _PySecret_AltStackChanged(void);
+
+/* The C stack (secret_stack.c). */
+#include <signal.h>               // siginfo_t
+/* A SIGSEGV: 1 if it was a thread going deeper into the reserve below its
+ * stack's window, now made room for (the access is retried), else 0.
+ * faulthandler's SIGSEGV handler asks first (patch 0017). Signal-safe. */
+extern int _PySecret_StackFault(siginfo_t *info, void *context);
+/* faulthandler installed (1) or removed (0) its SIGSEGV handler. */
+extern void _PySecret_FaulthandlerChanged(int enabled);
+#if _PySecret_SUPPORTED
+/* Internal to the core (secret_core.c). */
+extern void _PySecretStack_Enter(char *top);
+extern char *_PySecretStack_Leave(char *top);
+extern void _PySecretStack_EraseAltStack(void);
+extern char *_PySecretStack_ThreadExit(void);
+extern void _PySecretStack_ThreadStart(void);
+#endif
 
 /* Before a chunk of the interpreter frame stack is freed (Python/pystate.c):
  * in secret mode its frames are zeroed first (spec §3.3). */

@@ -1,0 +1,491 @@
+"""The C-stack erasure is exact (spec §3.2, §5): shapes that try to defeat it.
+
+Each generated case plants a random pattern somewhere below do's frame
+through a chain of C-level calls (map, sorted's key, reduce, properties,
+__getattr__, __eq__, __hash__, descriptors, a ctypes callback from libc's
+qsort, C frames with untouched stretches of 64 B to 64 KiB), at the
+bottom of a frame whose rest is never written (a store, or the kernel's
+read()), with nested do() calls at generated points, on the main thread
+and on fresh threads with stacks from 256 KiB to 64 MiB, some with a timer
+signal arriving meanwhile. The control (the same shape without do) must
+find the pattern below the caller's frame; the protected run must find
+none. The seed is printed, so a failure can be replayed
+(RUNTIMESECRET_SEED=...).
+
+The rest: the issue's own reproductions (a nested do after deep work,
+bytes.fromhex through call chains), going deeper than the unmapped hole
+below a thread's window (the reserve and its fault handler), a stack
+larger than RLIMIT_STACK, capacity that nothing steals, faulthandler in
+every order, a genuine crash still reported, threads C code starts,
+fork(), and a thread reusing a stack glibc cached.
+"""
+
+import ctypes
+import functools
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import secret
+from conftest import in_thread
+
+T = pytest.importorskip("_testsecret")
+
+pytestmark = pytest.mark.skipif(not secret.supported(),
+                                reason="fallback mode erases nothing")
+
+SEED = int(os.environ.get("RUNTIMESECRET_SEED") or
+           int.from_bytes(os.urandom(4), "little"))
+
+
+def new_pattern():
+    p = os.urandom(8)
+    while b"\0" in p:
+        p = os.urandom(8)
+    return p
+
+
+# --- the generated shapes ----------------------------------------------------
+
+_libc = ctypes.CDLL(None)
+_CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_libc.qsort.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t,
+                        _CMP]
+
+
+def _via_qsort(f):
+    arr = (ctypes.c_int * 2)(1, 0)
+
+    def cmp(a, b):
+        f()
+        return 0
+    cb = _CMP(cmp)
+    _libc.qsort(arr, 2, ctypes.sizeof(ctypes.c_int), cb)
+
+
+class _Prop:
+    def __init__(self, f):
+        self.f = f
+
+    @property
+    def v(self):
+        return self.f()
+
+
+class _GetAttr:
+    def __init__(self, f):
+        self.f = f
+
+    def __getattr__(self, name):
+        return self.f()
+
+
+class _Eq:
+    def __init__(self, f):
+        self.f = f
+
+    def __eq__(self, other):
+        self.f()
+        return False
+
+    __hash__ = object.__hash__
+
+
+class _Hash:
+    def __init__(self, f):
+        self.f = f
+
+    def __hash__(self):
+        self.f()
+        return 1
+
+
+class _Desc:
+    def __init__(self, f):
+        self.f = f
+
+    def __get__(self, obj, typ=None):
+        return self.f()
+
+
+def _descriptor(f):
+    cls = type("D", (), {"x": _Desc(f)})
+    return lambda: cls().x
+
+
+WRAPPERS = {
+    "map": lambda f: lambda: list(map(lambda _: f(), (0,))),
+    "sorted": lambda f: lambda: sorted((1, 0), key=lambda x: (f(), x)[1]),
+    "reduce": lambda f: lambda: functools.reduce(lambda a, b: f(), (0, 1)),
+    "property": lambda f: lambda: _Prop(f).v,
+    "getattr": lambda f: lambda: _GetAttr(f).missing,
+    "eq": lambda f: lambda: [_Eq(f)].count(0),
+    "hash": lambda f: lambda: {_Hash(f)},
+    "descriptor": _descriptor,
+    "qsort": lambda f: lambda: _via_qsort(f),
+}
+
+
+def _log_uniform(rng, lo, hi):
+    return int(lo * (hi / lo) ** rng.random())
+
+
+class Case:
+    """One generated shape: describe(), and make(pattern, protected)."""
+
+    def __init__(self, rng, key):
+        self.key = key
+        self.leaf = rng.choice(["dense", "gapped", "gapped", "fromhex"])
+        self.size = _log_uniform(rng, 64, 64 * 1024)
+        self.mode = rng.randrange(3)
+        # Levels from the outside in: a wrapper, a C gap frame, or a
+        # nested do() (around the rest, or right after it).
+        self.levels = []
+        for _ in range(rng.randrange(7)):
+            r = rng.random()
+            if r < 0.15:
+                self.levels.append(("gap", _log_uniform(rng, 64, 64 * 1024)))
+            elif r < 0.25:
+                self.levels.append(("do", None))
+            elif r < 0.32:
+                self.levels.append(("do-after", None))
+            else:
+                self.levels.append((rng.choice(sorted(WRAPPERS)), None))
+        self.thread = rng.choice([None, None, 256 << 10, 1 << 20, 8 << 20,
+                                  64 << 20])
+        self.timer = self.thread is None and rng.random() < 0.2
+        if self.timer:
+            # The Python-level handler runs once the leaf has returned and
+            # overwrites the shallow dead stack: plant deeper than it goes.
+            self.leaf = rng.choice(["dense", "gapped"])
+            self.size = _log_uniform(rng, 16 * 1024, 64 * 1024)
+
+    def describe(self):
+        return "leaf=%s size=%d mode=%d levels=%s thread=%s timer=%s" % (
+            self.leaf, self.size, self.mode, self.levels, self.thread,
+            self.timer)
+
+    def make(self, pattern, protected):
+        if self.leaf == "dense":
+            f = functools.partial(T.write_stack_pattern, pattern, self.size)
+        elif self.leaf == "gapped":
+            f = functools.partial(T.write_gapped, pattern, self.size,
+                                  self.mode, lambda: None)
+        else:
+            f = functools.partial(bytes.fromhex, self.key.hex())
+        for kind, arg in reversed(self.levels):
+            f = self._wrap(kind, arg, f, protected)
+        return f
+
+    @staticmethod
+    def _wrap(kind, arg, f, protected):
+        if kind == "gap":
+            return functools.partial(T.call_below_gap, arg, f)
+        if kind == "do":
+            return (lambda: secret.do(f)) if protected else f
+        if kind == "do-after":
+            if not protected:
+                return f
+
+            def after():
+                f()
+                secret.do(lambda: None)
+            return after
+        return WRAPPERS[kind](f)
+
+
+def run_case(case, pattern, protected):
+    """Copies of pattern below the caller's frame after the case ran, on
+    the main thread or a fresh one."""
+    f = case.make(pattern, protected)
+
+    def body():
+        if protected:
+            return T.call_and_scan(pattern, secret.do, f)[1]
+        return T.call_and_scan(pattern, f)[1]
+
+    if case.thread is not None:
+        return in_thread(case.thread, body)
+    if case.timer:
+        signal.signal(signal.SIGALRM, lambda *a: None)
+        signal.setitimer(signal.ITIMER_REAL, 1e-5, 2e-5)
+    try:
+        n = body()
+    finally:
+        if case.timer:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    # Frames of handlers that ran on the alternate stack (pytest's
+    # faulthandler installs one on the main thread).
+    alt = T.altstack_info()
+    if protected and alt is not None:
+        n += T.count_in_range(alt[0], alt[1], pattern)
+    return n
+
+
+N_CASES = 1500
+
+
+def test_generated_shapes_leave_nothing():
+    rng = random.Random(SEED)
+    controls_missed, leaks = [], []
+    for i in range(N_CASES):
+        key = new_pattern() + os.urandom(24)
+        pattern = key[:8]
+        case = Case(rng, key)
+        if run_case(case, pattern, False) == 0:
+            controls_missed.append(case.describe())
+        n = run_case(case, pattern, True)
+        if n:
+            leaks.append("%d copies: %s" % (n, case.describe()))
+    info = "seed %d, %d cases" % (SEED, N_CASES)
+    assert leaks == [], info + "\n" + "\n".join(leaks[:20])
+    assert controls_missed == [], (
+        info + ": controls that found nothing (the shape proves nothing)\n"
+        + "\n".join(controls_missed[:20]))
+
+
+# --- the issue's reproductions ---------------------------------------------
+
+def test_nested_do_after_deep_work_fresh_threads():
+    # func goes 64 KiB deep, comes back up and calls do(): the inner exit
+    # must not hide from the outer one how deep func went.
+    pattern = new_pattern()
+
+    def outer(nested):
+        T.write_stack_pattern(pattern, 64 * 1024)
+        if nested:
+            secret.do(lambda: None)
+
+    for _ in range(20):
+        control = in_thread(None,
+                            lambda: T.call_and_scan(pattern, outer, 0)[1])
+        assert control > 0
+        protected = in_thread(
+            None, lambda: T.call_and_scan(pattern, secret.do, outer, 1)[1])
+        assert protected == 0
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_fromhex_through_call_chains(fresh):
+    rng = random.Random(SEED + 1)
+    key = new_pattern() + os.urandom(24)
+    pattern, keyhex = key[:8], key.hex()
+    kinds = ["map", "sorted", "reduce", "property"]
+    missed = leaked = 0
+    for i in range(210):
+        f = lambda: bytes.fromhex(keyhex)  # noqa: E731
+        for _ in range(i % 7):
+            f = WRAPPERS[rng.choice(kinds)](f)
+        for protected in (False, True):
+            call = ((lambda: T.call_and_scan(pattern, secret.do, f)[1])
+                    if protected else (lambda: T.call_and_scan(pattern, f)[1]))
+            n = in_thread(None, call) if fresh else call()
+            if protected:
+                leaked += n > 0
+            else:
+                missed += n == 0
+    assert (missed, leaked) == (0, 0)
+
+
+# --- the reserve below a thread's hole -------------------------------------
+
+def test_deeper_than_the_hole_in_a_thread():
+    # The hole below a thread's window is at most 1 MiB deep; going 4 MiB
+    # deep faults in the reserve, which makes room. Erased all the same.
+    pattern = new_pattern()
+
+    def body():
+        c = T.call_and_scan(pattern, T.write_stack_pattern, pattern, 4 << 20)
+        secret.do(lambda: None)        # the thread now has a reserve
+        p = T.call_and_scan(pattern, secret.do, T.write_stack_pattern,
+                            pattern, 4 << 20)
+        # and outside do, later: the whole stack is still there
+        T.write_stack_pattern(pattern, 7 << 20)
+        return c[1], p[1]
+
+    control, protected = in_thread(8 << 20, body)
+    assert control > 0
+    assert protected == 0
+
+
+def test_stack_larger_than_rlimit_stack():
+    # RLIMIT_STACK (8 MiB here) caps a grows-down mapping; a 64 MiB thread
+    # stack goes deeper through the fault handler's plain mappings.
+    import resource
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if soft == resource.RLIM_INFINITY or soft >= 48 << 20:
+        pytest.skip("RLIMIT_STACK is not below the thread's stack here")
+    pattern = new_pattern()
+
+    def body():
+        c = T.call_and_scan(pattern, T.write_stack_pattern, pattern, 40 << 20)
+        p = T.call_and_scan(pattern, secret.do, T.write_stack_pattern,
+                            pattern, 40 << 20)
+        T.write_stack_pattern(pattern, 40 << 20)
+        q = T.call_and_scan(pattern, secret.do, lambda: None)
+        return c[1], p[1], q[1]
+
+    control, protected, after = in_thread(64 << 20, body)
+    assert control > 0
+    assert (protected, after) == (0, 0)
+
+
+CHILD_PRELUDE = """
+import faulthandler, mmap, os, sys, threading
+import secret, _testsecret as T
+P = bytes.fromhex(sys.stdin.readline().strip())
+threading.stack_size(8 << 20)
+def run(fn):
+    t = threading.Thread(target=fn); t.start(); t.join()
+"""
+
+
+def run_child(body, pattern=None, expect_rc=0):
+    code = CHILD_PRELUDE + textwrap.dedent(body)
+    r = subprocess.run([sys.executable, "-c", code],
+                       input=(pattern or new_pattern()).hex() + "\n",
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == expect_rc, (r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def test_address_space_taken_meanwhile_does_not_shorten_the_stack():
+    # The hole below a thread's window is free address space: mmap() must
+    # not be able to take it (the reserve), or deep recursion later would
+    # crash where the stack used to be.
+    r = run_child("""
+        def work():
+            secret.do(lambda: None)
+            maps = [mmap.mmap(-1, 1 << 20) for _ in range(400)]
+            for m in maps:
+                m[0] = 1
+            T.write_stack_pattern(P, 7 << 20)
+            secret.do(T.write_stack_pattern, P, 7 << 20)
+            print("ok")
+        run(work)
+    """)
+    assert r.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("order", ["before", "after", "enable-disable",
+                                   "disable-enable"])
+def test_faulthandler_in_any_order(order):
+    # faulthandler's SIGSEGV handler asks the core first; without it the
+    # core's own handler serves. A deep call must never read as a crash.
+    r = run_child("""
+        order = sys.argv[1] if len(sys.argv) > 1 else %r
+        if order in ("before", "enable-disable"):
+            faulthandler.enable()
+        if order == "disable-enable":
+            faulthandler.enable(); faulthandler.disable()
+        def work():
+            secret.do(lambda: None)
+            if order == "after":
+                faulthandler.enable()
+            if order == "enable-disable":
+                faulthandler.disable()
+            if order == "disable-enable":
+                faulthandler.enable()
+            T.write_stack_pattern(P, 6 << 20)
+            secret.do(T.write_stack_pattern, P, 6 << 20)
+            print("ok")
+        run(work)
+    """ % order)
+    assert r.stdout.strip() == "ok"
+    assert "Fatal Python error" not in r.stderr
+
+
+@pytest.mark.parametrize("with_faulthandler", [True, False])
+def test_a_genuine_crash_is_still_a_crash(with_faulthandler):
+    # Control for the handler's chaining: a real fault in a thread that
+    # has a reserve still ends the process with SIGSEGV (and faulthandler's
+    # report when it is on), instead of looping or being swallowed.
+    r = run_child("""
+        import ctypes
+        if %r:
+            faulthandler.enable()
+        def work():
+            secret.do(lambda: None)
+            ctypes.string_at(16)
+        run(work)
+    """ % with_faulthandler, expect_rc=-signal.SIGSEGV)
+    assert ("Fatal Python error: Segmentation fault" in r.stderr) \
+        == with_faulthandler
+
+
+def test_stack_overflow_still_ends_the_process():
+    # Recursion deeper than the thread's stack: SIGSEGV, as upstream.
+    run_child("""
+        def work():
+            secret.do(lambda: None)
+            T.write_stack_pattern(P, 64 << 20)
+        run(work)
+    """, expect_rc=-signal.SIGSEGV)
+
+
+def test_thread_reusing_a_cached_stack():
+    # A thread's stack is mapped plain again when it ends: glibc caches
+    # stacks, and the next thread on it knows nothing of a reserve.
+    r = run_child("""
+        def secret_work():
+            secret.do(T.write_stack_pattern, P, 1 << 20)
+        def deep():
+            T.write_stack_pattern(P, 7 << 20)
+        for _ in range(20):
+            run(secret_work)
+            run(deep)
+        print("ok")
+    """)
+    assert r.stdout.strip() == "ok"
+
+
+def test_thread_started_by_c_code():
+    # A thread that C code starts (here libc's pthread_create through
+    # ctypes) is not _thread's: its stack is checked in /proc/self/maps.
+    pattern = new_pattern()
+    libc = ctypes.CDLL(None)
+    START = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+    out = []
+
+    def start(arg):
+        c = T.call_and_scan(pattern, T.write_gapped, pattern, 32 << 10, 0)
+        p = T.call_and_scan(pattern, secret.do, T.write_gapped, pattern,
+                            32 << 10, 0)
+        q = T.call_and_scan(pattern, secret.do, T.write_stack_pattern,
+                            pattern, 3 << 20)
+        out.append((c[1], p[1], q[1]))
+        return None
+
+    cb = START(start)
+    tid = ctypes.c_ulong()
+    assert libc.pthread_create(ctypes.byref(tid), None, cb, None) == 0
+    assert libc.pthread_join(tid, None) == 0
+    control, protected, deep = out[0]
+    assert control > 0
+    assert (protected, deep) == (0, 0)
+
+
+def test_fork_from_a_thread_with_a_reserve():
+    r = run_child("""
+        def work():
+            secret.do(lambda: None)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    T.write_stack_pattern(P, 6 << 20)
+                    n = T.call_and_scan(P, secret.do, T.write_stack_pattern,
+                                        P, 6 << 20)[1]
+                    os._exit(0 if n == 0 else 3)
+                except BaseException:
+                    os._exit(4)
+            _, status = os.waitpid(pid, 0)
+            print(os.waitstatus_to_exitcode(status))
+        run(work)
+    """)
+    assert r.stdout.strip() == "0"

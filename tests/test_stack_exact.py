@@ -489,3 +489,29 @@ def test_fork_from_a_thread_with_a_reserve():
         run(work)
     """)
     assert r.stdout.strip() == "0"
+
+
+def test_generated_shapes_in_scan_mode():
+    # The fallback (stacks that cannot be set up, valgrind) is exact too:
+    # the same generated shapes with PYTHONSECRETSTACK=scan, in a child.
+    code = textwrap.dedent("""
+        import os, random, sys
+        sys.path.insert(0, sys.argv[1])
+        import test_stack_exact as t
+        rng = random.Random(int(sys.argv[2]))
+        bad = []
+        for i in range(300):
+            key = t.new_pattern() + os.urandom(24)
+            case = t.Case(rng, key)
+            c = t.run_case(case, key[:8], False)
+            p = t.run_case(case, key[:8], True)
+            if c == 0 or p != 0:
+                bad.append((c, p, case.describe()))
+        print(len(bad), bad[:5])
+    """)
+    r = subprocess.run(
+        [sys.executable, "-c", code, os.path.dirname(__file__), str(SEED)],
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONSECRETSTACK="scan"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith("0 "), r.stdout

@@ -215,14 +215,14 @@ stack_bounds(char **lo, char **hi)
  * straddles into the next page, when that one is resident too). */
 static Py_ssize_t
 count_page(char *page, size_t ps, size_t more, char *lo, char *hi,
-           uint64_t p)
+           const uint64_t *pp)
 {
     Py_ssize_t count = 0;
     char *a = page < lo ? lo : page;
     char *end = page + ps + more > hi ? hi : page + ps + more;
     char *last = page + ps;         /* a copy must start before this */
     while (a + 8 <= end && a < last) {
-        char *f = memmem(a, (size_t)(end - a), &p, 8);
+        char *f = memmem(a, (size_t)(end - a), pp, 8);
         if (f == NULL || f >= last) {
             break;
         }
@@ -239,10 +239,13 @@ resident(char *page, size_t ps)
     return mincore(page, ps, &v) == 0 && (v & 1);
 }
 
-/* Copies of p (any alignment) in the resident pages of [lo, hi), without
- * faulting any page in. */
+/* Copies of *pp (any alignment) in the resident pages of [lo, hi),
+ * without faulting any page in. The pattern is only read through pp (a
+ * copy of it on this stack would be found). The caller blocks signals: a
+ * signal frame pushed meanwhile would hold the pattern memmem() keeps in
+ * registers. */
 static Py_ssize_t
-count_resident(char *lo, char *hi, uint64_t p)
+count_resident(char *lo, char *hi, const uint64_t *pp)
 {
     size_t ps = (size_t)sysconf(_SC_PAGESIZE);
     Py_ssize_t count = 0;
@@ -264,7 +267,7 @@ count_resident(char *lo, char *hi, uint64_t p)
                 char *q = page + i * ps;
                 int next = i + 1 < n ? (vec[i + 1] & 1)
                                      : resident(q + ps, ps);
-                count += count_page(q, ps, next ? 7 : 0, lo, hi, p);
+                count += count_page(q, ps, next ? 7 : 0, lo, hi, pp);
             }
         }
         page += n * ps;
@@ -272,14 +275,39 @@ count_resident(char *lo, char *hi, uint64_t p)
     return count;
 }
 
+/* rt_sigprocmask without a libc frame (the kernel's 8-byte mask). */
+static inline void
+raw_sigprocmask(int how, const uint64_t *set, uint64_t *old)
+{
+#if defined(__x86_64__)
+    long ret;
+    register long r10 __asm__("r10") = 8;
+    __asm__ volatile ("syscall" : "=a" (ret)
+                      : "0" ((long)SYS_rt_sigprocmask), "D" ((long)how),
+                        "S" (set), "d" (old), "r" (r10)
+                      : "rcx", "r11", "memory");
+    (void)ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = SYS_rt_sigprocmask;
+    register long x0 __asm__("x0") = how;
+    register const uint64_t *x1 __asm__("x1") = set;
+    register uint64_t *x2 __asm__("x2") = old;
+    register long x3 __asm__("x3") = 8;
+    __asm__ volatile ("svc #0" : "+r" (x0)
+                      : "r" (x8), "r" (x1), "r" (x2), "r" (x3) : "memory");
+#else
+    (void)how; (void)set; (void)old;
+#endif
+}
+
 /* Below this frame (and the red zone): what callees left. The bounds are
  * looked up before the call (pthread_getattr_np reads /proc/self/maps on
  * the main thread: its stack use would overwrite what is looked for). */
 static Py_ssize_t __attribute__((noinline))
-count_in_stack_below_here(char *lo, uint64_t p)
+count_in_stack_below_here(char *lo, const uint64_t *pp)
 {
     char here;
-    return count_resident(lo, (char *)((uintptr_t)&here - 256), p);
+    return count_resident(lo, (char *)((uintptr_t)&here - 256), pp);
 }
 
 PyDoc_STRVAR(call_and_scan_doc,
@@ -309,7 +337,13 @@ call_and_scan(PyObject *module, PyObject *args)
     }
     PyObject *res = PyObject_Call(PyTuple_GET_ITEM(args, 1), rest, NULL);
     Py_DECREF(rest);
-    Py_ssize_t count = count_in_stack_below_here(lo, p);
+    /* Signals wait while it counts (see count_resident): the system call
+     * made right here, no libc frame below this one to overwrite what is
+     * looked for. */
+    uint64_t all = ~(uint64_t)0, old = 0;
+    raw_sigprocmask(SIG_BLOCK, &all, &old);
+    Py_ssize_t count = count_in_stack_below_here(lo, &p);
+    raw_sigprocmask(SIG_SETMASK, &old, NULL);
     p = 0;
     if (res == NULL) {
         res = PyErr_GetRaisedException();
@@ -365,8 +399,11 @@ count_in_range(PyObject *module, PyObject *args)
         || get_pattern(pat, &p) < 0) {
         return NULL;
     }
+    uint64_t all = ~(uint64_t)0, old = 0;
+    raw_sigprocmask(SIG_BLOCK, &all, &old);
     Py_ssize_t n = count_resident((char *)(uintptr_t)addr,
-                                  (char *)(uintptr_t)(addr + size), p);
+                                  (char *)(uintptr_t)(addr + size), &p);
+    raw_sigprocmask(SIG_SETMASK, &old, NULL);
     p = 0;
     return PyLong_FromSsize_t(n);
 }

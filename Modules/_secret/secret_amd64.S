@@ -23,6 +23,53 @@ _PySecret_StackTop:
         .cfi_endproc
         .size   _PySecret_StackTop, .-_PySecret_StackTop
 
+/* char *_PySecret_FirstNonzero(char *p, char *end)
+ * The lowest non-zero 8-byte word in [p, end) (p 8-aligned), or end.
+ * What it reads may be func's data: it leaves none of it in a register (a
+ * signal frame pushed before the erasure's register zeroing would carry
+ * it, possibly below what gets zeroed). 64 bytes a round (SSE2), then
+ * word by word with memory compares. */
+        .globl  _PySecret_FirstNonzero
+        .hidden _PySecret_FirstNonzero
+        .type   _PySecret_FirstNonzero, @function
+        .p2align 4
+_PySecret_FirstNonzero:
+        .cfi_startproc
+        endbr64
+        movq    %rdi, %rax
+        pxor    %xmm2, %xmm2
+.Lfnz_block:
+        leaq    64(%rax), %rdx
+        cmpq    %rsi, %rdx
+        ja      .Lfnz_words
+        movdqu  (%rax), %xmm0
+        movdqu  16(%rax), %xmm1
+        por     %xmm1, %xmm0
+        movdqu  32(%rax), %xmm1
+        por     %xmm1, %xmm0
+        movdqu  48(%rax), %xmm1
+        por     %xmm1, %xmm0
+        pcmpeqb %xmm2, %xmm0            /* a mask now, not data */
+        pmovmskb %xmm0, %edx
+        cmpl    $0xffff, %edx
+        jne     .Lfnz_words
+        addq    $64, %rax
+        jmp     .Lfnz_block
+.Lfnz_words:
+        cmpq    %rsi, %rax
+        jae     .Lfnz_done
+        cmpq    $0, (%rax)
+        jne     .Lfnz_done
+        addq    $8, %rax
+        jmp     .Lfnz_words
+.Lfnz_done:
+        pxor    %xmm0, %xmm0
+        pxor    %xmm1, %xmm1
+        xorl    %edx, %edx
+        ret
+        .cfi_endproc
+        .size   _PySecret_FirstNonzero, .-_PySecret_FirstNonzero
+
 /* void _PySecret_EraseStack(void *low, int vector)
  * Zero [low, return address slot) of the stack, then every caller-saved
  * register: vector registers first (vector: 0 = SSE, 1 = AVX, 2 = AVX-512,

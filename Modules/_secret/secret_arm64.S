@@ -24,6 +24,43 @@ _PySecret_StackTop:
         .cfi_endproc
         .size   _PySecret_StackTop, .-_PySecret_StackTop
 
+/* char *_PySecret_FirstNonzero(char *p, char *end)
+ * The lowest non-zero 8-byte word in [p, end) (p 8-aligned), or end.
+ * What it reads may be func's data: it leaves none of it in a register (a
+ * signal frame pushed before the erasure's register zeroing would carry
+ * it). 32 bytes a round, then word by word. */
+        .globl  _PySecret_FirstNonzero
+        .hidden _PySecret_FirstNonzero
+        .type   _PySecret_FirstNonzero, %function
+        .p2align 4
+_PySecret_FirstNonzero:
+        .cfi_startproc
+        hint    #34                 /* bti c */
+1:      add     x2, x0, #32
+        cmp     x2, x1
+        b.hi    2f
+        ldp     x2, x3, [x0]
+        ldp     x4, x5, [x0, #16]
+        orr     x2, x2, x3
+        orr     x4, x4, x5
+        orr     x2, x2, x4
+        cbnz    x2, 2f
+        add     x0, x0, #32
+        b       1b
+2:      cmp     x0, x1
+        b.hs    3f
+        ldr     x2, [x0]
+        cbnz    x2, 3f
+        add     x0, x0, #8
+        b       2b
+3:      mov     x2, xzr
+        mov     x3, xzr
+        mov     x4, xzr
+        mov     x5, xzr
+        ret
+        .cfi_endproc
+        .size   _PySecret_FirstNonzero, .-_PySecret_FirstNonzero
+
 /* void _PySecret_EraseStack(void *low, int vector)
  * Zero [low, sp), then x0-x17, v0-v31 (and, when vector is 1, the SVE
  * predicate registers and FFR; NEON writes already zero the upper bits of

@@ -43,6 +43,7 @@ typedef struct {
 /* Assembly (secret_amd64.S, secret_arm64.S): leaves that use no stack, so
  * they may zero the stack right below their caller's frame. */
 extern char *_PySecret_StackTop(void);
+extern char *_PySecret_FirstNonzero(char *p, char *end);
 extern void _PySecret_EraseStack(void *low, int vector);
 /* The vector register file to erase, detected once (see secret_core.c). */
 extern int _PySecret_vector;

@@ -746,29 +746,9 @@ adapt_window(size_t window, size_t used)
     return want > WINDOW_MIN ? want : WINDOW_MIN;
 }
 
-static inline uint64_t
-or_words(const char *p, size_t n)
-{
-    const uint64_t *w = (const uint64_t *)p;
-    uint64_t acc = 0;
-    for (size_t i = 0; i < n / 8; i++) {
-        acc |= w[i];
-    }
-    return acc;
-}
-
-/* The lowest non-zero 8-byte word in [p, end) (8-aligned), or end. */
-static char *
-first_nonzero(char *p, char *end)
-{
-    while (p + 512 <= end && or_words(p, 512) == 0) {
-        p += 512;
-    }
-    while (p < end && *(uint64_t *)p == 0) {
-        p += 8;
-    }
-    return p;
-}
+/* The lowest non-zero 8-byte word in [p, end) (8-aligned), or end: the
+ * assembly, which leaves nothing it read in a register. */
+#define first_nonzero _PySecret_FirstNonzero
 
 /* Trim the mapping so that it starts at `target` or a page below
  * (page-aligned, above stk.low; everything below target is zero). */
@@ -846,6 +826,13 @@ _PySecretStack_Leave(char *top)
         deepest = zero_resident(stk.floor, scan_lo, 1);
         if (deepest == scan_lo) {
             deepest = top;          /* nothing resident below */
+        }
+        /* Only the mapped part of the window can be read (valgrind maps
+         * its client's main stack as it grows). */
+        char *hi = page_down(below);
+        if (scan_lo < hi && !range_mapped(scan_lo, hi)) {
+            scan_lo = range_mapped(hi - page_size, hi)
+                      ? mapping_start(hi, scan_lo) : hi;
         }
     }
 
@@ -934,7 +921,7 @@ _PySecretStack_EraseAltStack(void)
     if (probe > altstack_probe) {
         probe = altstack_probe;
     }
-    if (or_words(top - probe, probe) == 0) {
+    if (first_nonzero(top - probe, top) == top) {
         return;
     }
     char *p = first_nonzero(altstack_lo, top);

@@ -86,22 +86,155 @@ deferred_kind(PyObject *obj)
 }
 
 #if _Py_SECRET_HEAP
-/* The outermost do() is about to return and func made GC objects: collect
- * the cyclic garbage it made (spec §3.4), still in secret mode, so that
- * its finalizers run protected and its stack use is erased by the exit.
- * Objects func made sit in generation 0, or in an older one if a
- * collection promoted them meanwhile: collect the youngest generation that
- * holds them all (a collection includes the younger ones). */
+/* The cyclic garbage func made is collected at the outermost do() exit
+ * (spec §3.4), still in secret mode, so that its finalizers run protected
+ * and their stack use is erased by the exit; only if func made GC objects,
+ * and at a cost that follows what func made, not the heap (§4).
+ *
+ * func's objects sit in generation 0, or in older ones if collections
+ * meanwhile promoted them. Collecting the oldest generation would walk the
+ * whole heap; but the collector only ever appends to a generation's list,
+ * so what reached the oldest generation while func ran lies after the
+ * object that was last in it when do() began. do() holds that object (the
+ * marker) so it stays there: a collection never moves an object that has
+ * a reference from outside the heap. At exit that tail moves back to
+ * generation 1 and generation 1 is collected: the young generations and
+ * what func's objects were promoted with, nothing older. */
+/* gc.unfreeze() puts objects that were younger after older ones in the
+ * oldest generation (Python/gc.c counts its calls, patch 0013). */
+uint64_t _PySecret_gc_unfreezes;
+
+typedef struct {
+    Py_ssize_t collections[NUM_GENERATIONS];
+    uint64_t gc_links;
+    uint64_t unfreezes;
+    PyObject *marker;       /* last of the oldest generation at entry */
+    int has_marker;         /* 0: none taken (inside a collection) */
+} exit_gc;
+
 static void
-collect_exit_garbage(PyThreadState *tstate, const Py_ssize_t *coll0)
+exit_gc_start(PyThreadState *tstate, exit_gc *g)
 {
     struct _gc_runtime_state *gc = &tstate->interp->gc;
-    int gen = 0;
-    for (int g = 0; g < NUM_GENERATIONS; g++) {
-        if (gc->generation_stats[g].collections != coll0[g]) {
-            gen = Py_MIN(g + 1, NUM_GENERATIONS - 1);
+    g->gc_links = _PySecret_tls.gc_links;
+    g->unfreezes = _Py_atomic_load_uint64_relaxed(&_PySecret_gc_unfreezes);
+    for (int i = 0; i < NUM_GENERATIONS; i++) {
+        g->collections[i] = gc->generation_stats[i].collections;
+    }
+    g->marker = NULL;
+    /* During a collection (a finalizer or a gc callback calls do()) the
+     * lists are being rebuilt: no marker. */
+    g->has_marker = !_Py_atomic_load_int_relaxed(&gc->collecting);
+    if (g->has_marker) {
+        /* The last object that a collection cannot untrack (it does so to
+         * tuples and dicts that hold no GC object) and that cannot move
+         * (an immortal one goes to the permanent generation). */
+        PyGC_Head *old = &gc->generations[NUM_GENERATIONS - 1].head;
+        PyGC_Head *p = _PyGCHead_PREV(old);
+        for (int i = 0; p != old; p = _PyGCHead_PREV(p), i++) {
+            PyObject *op = _Py_FROM_GC(p);
+            if (!PyTuple_CheckExact(op) && !PyDict_CheckExact(op)
+                && !_Py_IsImmortal(op))
+            {
+                g->marker = Py_NewRef(op);
+                break;
+            }
+            if (i == 4096) {       /* none near the end: give up */
+                g->has_marker = 0;
+                break;
+            }
         }
     }
+}
+
+/* Move what follows the marker in the oldest generation (all of it if it
+ * was empty) to the end of generation 1. -1 if the marker is no longer in
+ * the oldest generation (gc.freeze(), untracked): then only a collection
+ * of all of it is sure to cover func's objects. Also when gc.unfreeze()
+ * ran meanwhile. */
+static int
+youngen_tail(struct _gc_runtime_state *gc, exit_gc *g)
+{
+    PyGC_Head *old = &gc->generations[NUM_GENERATIONS - 1].head;
+    PyGC_Head *young = &gc->generations[NUM_GENERATIONS - 2].head;
+    PyGC_Head *from;
+    Py_ssize_t n = 0;
+    if (!g->has_marker
+        || _Py_atomic_load_uint64_relaxed(&_PySecret_gc_unfreezes)
+           != g->unfreezes)
+    {
+        return -1;
+    }
+    if (g->marker == NULL) {
+        from = _PyGCHead_NEXT(old);
+    }
+    else {
+        if (!_PyObject_GC_IS_TRACKED(g->marker)) {
+            return -1;
+        }
+        PyGC_Head *m = _Py_AS_GC(g->marker);
+        PyGC_Head *p = _PyGCHead_NEXT(m);
+        for (; p != old; p = _PyGCHead_NEXT(p), n++) {
+            /* Another list's head: the marker is not in the oldest. */
+            for (int i = 0; i < NUM_GENERATIONS - 1; i++) {
+                if (p == &gc->generations[i].head) {
+                    return -1;
+                }
+            }
+            if (p == &gc->permanent_generation.head) {
+                return -1;
+            }
+        }
+        from = _PyGCHead_NEXT(m);
+    }
+    if (from == old) {
+        return 0;
+    }
+    PyGC_Head *last = _PyGCHead_PREV(old);
+    PyGC_Head *before = _PyGCHead_PREV(from);
+    _PyGCHead_SET_NEXT(before, old);
+    _PyGCHead_SET_PREV(old, before);
+    PyGC_Head *ylast = _PyGCHead_PREV(young);
+    _PyGCHead_SET_NEXT(ylast, from);
+    _PyGCHead_SET_PREV(from, ylast);
+    _PyGCHead_SET_NEXT(last, young);
+    _PyGCHead_SET_PREV(young, last);
+    /* Their promotion counted them once already. */
+    gc->long_lived_pending = gc->long_lived_pending > n
+                             ? gc->long_lived_pending - n : 0;
+    return 0;
+}
+
+/* The generation whose collection covers func's objects. */
+static int
+exit_gc_generation(PyThreadState *tstate, exit_gc *g)
+{
+    struct _gc_runtime_state *gc = &tstate->interp->gc;
+    int promoted = 0, gen = 0;
+    for (int i = 0; i < NUM_GENERATIONS; i++) {
+        if (gc->generation_stats[i].collections != g->collections[i]) {
+            gen = 1;
+            promoted |= i >= NUM_GENERATIONS - 2;
+        }
+    }
+    /* gc.freeze() and gc.unfreeze() move generation 0 into the oldest. */
+    promoted |= _Py_atomic_load_uint64_relaxed(&_PySecret_gc_unfreezes)
+                != g->unfreezes;
+    if (promoted && youngen_tail(gc, g) < 0) {
+        gen = NUM_GENERATIONS - 1;
+    }
+    return gen;
+}
+
+/* A do() that ended during a collection could not collect (a collection
+ * does not nest): the collection, once done, calls
+ * _PySecret_CollectDeferred() (patch 0013), which collects in secret mode
+ * what was asked for, the oldest generation at most. */
+static _Py_thread_local int deferred_gen = -1;
+
+static void
+collect(PyThreadState *tstate, int gen)
+{
     /* The collector asserts no exception is set; keep func's. */
     PyObject *exc = _PyErr_GetRaisedException(tstate);
     (void)_PyGC_Collect(tstate, gen, _Py_GC_REASON_MANUAL);
@@ -109,6 +242,40 @@ collect_exit_garbage(PyThreadState *tstate, const Py_ssize_t *coll0)
         PyErr_WriteUnraisable(NULL);
     }
     _PyErr_SetRaisedException(tstate, exc);
+}
+
+static void
+collect_exit_garbage(PyThreadState *tstate, exit_gc *g)
+{
+    if (_PySecret_tls.gc_links != g->gc_links) {
+        if (_Py_atomic_load_int_relaxed(&tstate->interp->gc.collecting)) {
+            int gen = g->has_marker ? exit_gc_generation(tstate, g)
+                                    : NUM_GENERATIONS - 1;
+            if (gen > deferred_gen) {
+                deferred_gen = gen;
+            }
+        }
+        else {
+            collect(tstate, exit_gc_generation(tstate, g));
+        }
+    }
+    Py_CLEAR(g->marker);
+}
+
+void
+_PySecret_CollectDeferred(PyThreadState *tstate)
+{
+    int gen = deferred_gen;
+    if (gen < 0) {
+        return;
+    }
+    deferred_gen = -1;
+    _PySecretCall call;
+    int entered = _PySecret_ENTER(tstate, &call);
+    collect(tstate, gen);
+    if (entered) {
+        _PySecret_LEAVE(tstate, &call);
+    }
 }
 #endif
 
@@ -148,10 +315,9 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     }
 #if _Py_SECRET_HEAP
     int outermost = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
-    uint64_t gc_links0 = _PySecret_tls.gc_links;
-    Py_ssize_t coll0[NUM_GENERATIONS];
-    for (int g = 0; g < NUM_GENERATIONS; g++) {
-        coll0[g] = tstate->interp->gc.generation_stats[g].collections;
+    exit_gc gcs;
+    if (outermost) {
+        exit_gc_start(tstate, &gcs);
     }
 #endif
     _PySecretCall call;
@@ -180,8 +346,13 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         }
     }
 #if _Py_SECRET_HEAP
-    if (entered && outermost && _PySecret_tls.gc_links != gc_links0) {
-        collect_exit_garbage(tstate, coll0);
+    if (outermost) {
+        if (entered) {
+            collect_exit_garbage(tstate, &gcs);
+        }
+        else {
+            Py_CLEAR(gcs.marker);
+        }
     }
 #endif
     if (entered) {

@@ -60,6 +60,7 @@
 #include <string.h>               // explicit_bzero()
 #include <sys/auxv.h>             // getauxval()
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -88,6 +89,7 @@ typedef struct {
     int mode;
     int is_main;
     char *own_altstack;     /* the alternate stack we mapped, or NULL */
+    void *next;             /* threads with a reserve (tracked_list) */
     char *floor;            /* the stack's lowest address */
     char *top;              /* its highest */
     char *low;              /* TRACKED: lowest mapped address of the stack */
@@ -110,6 +112,12 @@ static size_t page_size;
 static size_t hole_size;
 static pthread_once_t init_flag = PTHREAD_ONCE_INIT;
 static pthread_key_t thread_end_key;
+static int thread_end_key_ok;
+/* Threads whose stacks have a reserve (their thread-local stk): a fork()
+ * child maps those of the threads it lost plain again, or glibc would
+ * hand them to its new threads with the reserve in place. */
+static stack_state *tracked_list;
+static pthread_mutex_t tracked_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int scan_only;           /* PYTHONSECRETSTACK=scan, or valgrind */
 
 static inline char *
@@ -125,6 +133,53 @@ static inline char *
 sp_minus(char *local, size_t n)
 {
     return (char *)((uintptr_t)local - n);
+}
+
+static int map_fixed(char *p, size_t len, int prot, int flags);
+
+static void
+tracked_lock(void)
+{
+    pthread_mutex_lock(&tracked_mutex);
+}
+
+static void
+tracked_unlock(void)
+{
+    pthread_mutex_unlock(&tracked_mutex);
+}
+
+static void
+untrack(stack_state *t)
+{
+    for (stack_state **pp = &tracked_list; *pp != NULL;
+         pp = (stack_state **)&(*pp)->next)
+    {
+        if (*pp == t) {
+            *pp = (stack_state *)t->next;
+            break;
+        }
+    }
+}
+
+/* In a fork() child: only the forking thread is left. */
+static void
+tracked_child(void)
+{
+    for (stack_state *t = tracked_list; t != NULL;
+         t = (stack_state *)t->next)
+    {
+        if (t != &stk && t->mode == STACK_TRACKED) {
+            (void)map_fixed(t->floor, t->gd_top - t->floor,
+                            PROT_READ | PROT_WRITE, MAP_STACK);
+            if (t->own_altstack != NULL) {
+                (void)munmap(t->own_altstack, ALTSTACK_SIZE);
+            }
+        }
+    }
+    tracked_list = stk.mode == STACK_TRACKED && !stk.is_main ? &stk : NULL;
+    stk.next = NULL;
+    pthread_mutex_init(&tracked_mutex, NULL);
 }
 
 /* stack_guard_gap= on the kernel's command line (pages), else 256. */
@@ -163,7 +218,9 @@ init_once(void)
     if (hole_size > ((size_t)1 << 20)) {
         hole_size = (size_t)1 << 20;
     }
-    (void)pthread_key_create(&thread_end_key, stack_thread_end);
+    thread_end_key_ok = pthread_key_create(&thread_end_key,
+                                           stack_thread_end) == 0;
+    (void)pthread_atfork(tracked_lock, tracked_unlock, tracked_child);
     /* Valgrind keeps its own map of the client's stacks. */
     const char *v = getenv("LD_PRELOAD");
     if (v != NULL && strstr(v, "vgpreload") != NULL) {
@@ -318,21 +375,41 @@ context_sp(void *context)
 #endif
 }
 
-/* Move the reserve's top down to `hi` (page-aligned): the hole below the
- * grows-down mapping opens to there. */
-static int
-lower_reserve(char *hi)
+/* The start of the grows-down mapping now (it may have grown since the
+ * last exit): the lowest address from which all is mapped up to stk.low. */
+static char *
+mapping_now(void)
 {
-    if (hi < stk.res_lo) {
-        hi = stk.res_lo;
+    return stk.low > stk.hole_lo && range_mapped(stk.low - page_size, stk.low)
+           ? mapping_start(stk.low, stk.hole_lo) : stk.low;
+}
+
+/* Make [p, cur) part of the stack (p page-aligned, below cur, the
+ * mapping's start): one grows-down mapping over it (replacing the reserve
+ * and the hole there, so no address space is ever left free beyond a
+ * guard gap), then a hole at most a guard gap deep below it, carved from
+ * the reserve. The mapping stays contiguous down to p, so the exit sees
+ * all of it as growth. */
+static int
+extend_to(char *p, char *cur)
+{
+    if (p < stk.res_lo) {
+        p = stk.res_lo;
     }
-    if (hi >= stk.hole_lo) {
+    if (p >= cur
+        || map_fixed(p, cur - p, PROT_READ | PROT_WRITE,
+                     MAP_GROWSDOWN | MAP_STACK) != 0)
+    {
         return 0;
     }
-    if (munmap(hi, stk.hole_lo - hi) != 0) {
-        return 0;
+    char *hole_lo = (size_t)(p - stk.res_lo) > hole_size ? p - hole_size
+                                                        : stk.res_lo;
+    if (hole_lo < stk.hole_lo) {
+        if (hole_lo < p) {
+            (void)munmap(hole_lo, p - hole_lo);
+        }
+        stk.hole_lo = hole_lo;
     }
-    stk.hole_lo = hi;
     return 1;
 }
 
@@ -343,44 +420,39 @@ _PySecret_StackFault(siginfo_t *info, void *context)
         return 0;
     }
     char *a = (char *)info->si_addr;
+    char *p;
     if (info->si_code == SEGV_ACCERR && a >= stk.res_lo && a < stk.hole_lo) {
-        /* The thread went deeper than the hole: open it to a hole's depth
-         * below the address, which the access then maps. */
-        char *p = page_down(a);
-        return lower_reserve((size_t)(p - stk.res_lo) > hole_size
-                             ? p - hole_size : stk.res_lo);
+        /* The thread went deeper than the hole, into the reserve. */
+        p = page_down(a);
     }
-    if (info->si_code == SEGV_MAPERR && a >= stk.hole_lo && a < stk.low) {
-        /* Below the grows-down mapping, in the hole, and the kernel would
-         * not grow it: RLIMIT_STACK caps a grows-down mapping's size, and
-         * this thread's stack is larger. Map the memory plainly; to the
-         * exit it is growth like any other (it zeroes and unmaps it). */
-        char *cur = range_mapped(stk.low - page_size, stk.low)
-                    ? mapping_start(stk.low, stk.hole_lo) : stk.low;
-        char *p = page_down(a);
-        size_t chunk = (size_t)(stk.gd_top - p) / 8;
+    else if (info->si_code == SEGV_MAPERR && a >= stk.hole_lo
+             && a < stk.low)
+    {
+        /* In the hole, and the kernel would not grow the mapping over it:
+         * RLIMIT_STACK caps a grows-down mapping's size, and this thread's
+         * stack is larger. Map a chunk (an eighth of the depth, at least
+         * 64 KiB). */
+        p = page_down(a);
+        size_t chunk = ((size_t)(stk.gd_top - p) / 8) & ~(page_size - 1);
         if (chunk < 64 * 1024) {
             chunk = 64 * 1024;
         }
-        p = (size_t)(p - stk.hole_lo) > chunk ? p - chunk : stk.hole_lo;
-        return p < cur && map_fixed(p, cur - p, PROT_READ | PROT_WRITE,
-                                    MAP_STACK) == 0;
+        p = (size_t)(p - stk.res_lo) > chunk ? p - chunk : stk.res_lo;
     }
-    if (info->si_code == SI_KERNEL) {
+    else if (info->si_code == SI_KERNEL) {
         /* The kernel could not push a signal frame (its handler was not
          * installed with SA_ONSTACK) because the stack pointer was right
          * above the reserve. That signal is lost; make room below. */
         char *sp = context_sp(context);
-        if (sp != NULL && sp >= stk.res_lo
-            && sp < stk.hole_lo + 64 * 1024)
-        {
-            char *p = page_down(sp) - 64 * 1024;
-            return lower_reserve((p > stk.res_lo
-                                  && (size_t)(p - stk.res_lo) > hole_size)
-                                 ? p - hole_size : stk.res_lo);
+        if (sp == NULL || sp < stk.res_lo || sp >= stk.hole_lo + 64 * 1024) {
+            return 0;
         }
+        p = page_down(sp) - 64 * 1024;
     }
-    return 0;
+    else {
+        return 0;
+    }
+    return extend_to(p, mapping_now());
 }
 
 static void
@@ -520,12 +592,14 @@ place(char *target)
     char *gd_top = target + page_size;
     char *hole_lo = (size_t)(target - stk.res_lo) > hole_size
                     ? target - hole_size : stk.res_lo;
-    if (map_fixed(target, page_size, PROT_READ | PROT_WRITE,
-                  MAP_GROWSDOWN | MAP_STACK) != 0
-        || (target > hole_lo && munmap(hole_lo, target - hole_lo) != 0)
-        || (hole_lo > stk.res_lo
-            && map_fixed(stk.res_lo, hole_lo - stk.res_lo, PROT_NONE,
-                         MAP_NORESERVE) != 0))
+    /* The reserve first, replacing at once whatever was there: no address
+     * space is free for longer than a guard gap's depth at any moment. */
+    if ((hole_lo > stk.res_lo
+         && map_fixed(stk.res_lo, hole_lo - stk.res_lo, PROT_NONE,
+                      MAP_NORESERVE) != 0)
+        || map_fixed(target, page_size, PROT_READ | PROT_WRITE,
+                     MAP_GROWSDOWN | MAP_STACK) != 0
+        || (target > hole_lo && munmap(hole_lo, target - hole_lo) != 0))
     {
         (void)map_fixed(stk.res_lo, gd_top - stk.res_lo,
                         PROT_READ | PROT_WRITE, MAP_STACK);
@@ -582,6 +656,48 @@ bounds(void)
     if (stk.floor != NULL) {
         return;
     }
+    char here;
+    char *sp = page_down(&here);
+    /* The process's initial stack holds the address the kernel started it
+     * at, and is mapped all the way from here up to it; a thread that
+     * fork() made a child's only one has its own, glibc-allocated stack.
+     * Its bounds come without /proc (pthread_getattr_np reads
+     * /proc/self/maps for it, which fails without file descriptors or
+     * /proc): the top is where its mapping ends above that address; the
+     * floor is as far as RLIMIT_STACK could ever let it grow (its hard
+     * limit; only what is mapped contiguously is ever touched, so a far
+     * floor costs nothing). */
+    char *start = main_stack_start();
+    if (start != NULL && start > sp
+        && range_mapped(sp, page_down(start) + page_size))
+    {
+        char *top = page_down(start) + page_size;
+        size_t step = page_size;
+        while (step < ((size_t)64 << 20) && range_mapped(top, top + step)) {
+            top += step;
+            step *= 2;
+        }
+        while (step > page_size) {
+            step /= 2;
+            if (range_mapped(top, top + step)) {
+                top += step;
+            }
+        }
+        struct rlimit rl;
+        size_t limit = (size_t)1 << 30;
+        if (getrlimit(RLIMIT_STACK, &rl) == 0
+            && rl.rlim_max != RLIM_INFINITY && (size_t)rl.rlim_max < limit)
+        {
+            limit = (size_t)rl.rlim_max > ((size_t)8 << 20)
+                    ? (size_t)rl.rlim_max : (size_t)8 << 20;
+        }
+        stk.is_main = 1;
+        stk.top = top;
+        stk.floor = (uintptr_t)top > limit + page_size ? top - limit
+                                                       : (char *)page_size;
+        stk.window = WINDOW_MIN;
+        return;
+    }
     pthread_attr_t attr;
     void *addr = NULL;
     size_t size = 0;
@@ -591,21 +707,14 @@ bounds(void)
         }
         pthread_attr_destroy(&attr);
     }
-    char here;
     if (addr == NULL || (char *)addr >= &here
         || (char *)addr + size <= &here)
     {
-        /* Unknown: assume nothing below the minimum window. */
-        addr = page_down(sp_minus(&here, 2 * WINDOW_MIN));
-        size = (size_t)(&here - (char *)addr);
+        return;     /* unknown: asked again at the next do() */
     }
+    stk.is_main = 0;
     stk.floor = (char *)addr;
     stk.top = (char *)addr + size;
-    /* The process's initial stack (which grows down) holds the address
-     * the kernel started it at; a thread that fork() made the child's
-     * only one keeps its own, glibc-allocated stack. */
-    char *start = main_stack_start();
-    stk.is_main = start != NULL && start >= stk.floor && start < stk.top;
     stk.window = WINDOW_MIN;
 }
 
@@ -613,6 +722,9 @@ static void
 setup(char *top)
 {
     bounds();
+    if (stk.floor == NULL) {
+        return;     /* stays unset: this do() erases its page only */
+    }
     stk.mode = STACK_SCAN;
     if (scan_only || top <= stk.floor || top > stk.top) {
         return;
@@ -643,8 +755,10 @@ setup(char *top)
     if (target < stk.floor + 8 * page_size) {
         return;     /* a tiny stack: scanning it is cheap */
     }
-    if (!from_thread_module && !glibc_stack(stk.floor, stk.top)) {
-        return;
+    if (!thread_end_key_ok
+        || (!from_thread_module && !glibc_stack(stk.floor, stk.top)))
+    {
+        return;     /* no way to map it plain when it ends, or not glibc's */
     }
     /* stack_fault() runs on an alternate stack: the fault may come with
      * the stack pointer in the reserve. */
@@ -685,6 +799,10 @@ setup(char *top)
     }
     (void)pthread_setspecific(thread_end_key, (void *)1);
     stk.mode = STACK_TRACKED;
+    tracked_lock();
+    stk.next = tracked_list;
+    tracked_list = &stk;
+    tracked_unlock();
 }
 
 /* The thread ends: map its stack plain again, before glibc reuses it for
@@ -694,6 +812,9 @@ stack_thread_end(void *arg)
 {
     (void)arg;
     if (stk.mode == STACK_TRACKED && !stk.is_main) {
+        tracked_lock();
+        untrack(&stk);
+        tracked_unlock();
         /* Up to the page under this frame (the thread's outermost ones,
          * above any do()'s). */
         char here;
@@ -707,11 +828,17 @@ stack_thread_end(void *arg)
         }
     }
     if (stk.own_altstack != NULL) {
+        /* Disabled if it is still the thread's (faulthandler may have put
+         * its own in place since), then given back. */
         stack_t ss;
-        memset(&ss, 0, sizeof(ss));
-        ss.ss_flags = SS_DISABLE;
-        if (sigaltstack(&ss, NULL) == 0) {
-            (void)munmap(stk.own_altstack, ALTSTACK_SIZE);
+        if (sigaltstack(NULL, &ss) == 0) {
+            int ours = !(ss.ss_flags & SS_DISABLE)
+                       && (char *)ss.ss_sp == stk.own_altstack;
+            memset(&ss, 0, sizeof(ss));
+            ss.ss_flags = SS_DISABLE;
+            if (!ours || sigaltstack(&ss, NULL) == 0) {
+                (void)munmap(stk.own_altstack, ALTSTACK_SIZE);
+            }
         }
         stk.own_altstack = NULL;
         _PySecret_AltStackChanged();
@@ -762,19 +889,25 @@ trim(char *target)
         return;
     }
     if (target + page_size <= stk.gd_top) {
-        /* Within the grows-down mapping: its top part stays. */
-        if (munmap(stk.low, target - stk.low) != 0) {
+        /* Within the grows-down mapping (everything from stk.low to gd_top
+         * is one, or grows-down mappings side by side). The reserve moves
+         * up first, replacing the hole and the mapping's bottom at once;
+         * then at most a guard gap's depth is unmapped. */
+        char *hole_lo = (size_t)(target - stk.res_lo) > hole_size
+                        ? target - hole_size : stk.res_lo;
+        if (hole_lo > stk.hole_lo) {
+            if (map_fixed(stk.hole_lo, hole_lo - stk.hole_lo, PROT_NONE,
+                          MAP_NORESERVE) != 0)
+            {
+                return;
+            }
+            stk.hole_lo = hole_lo;
+        }
+        char *lo = stk.low > hole_lo ? stk.low : hole_lo;
+        if (target > lo && munmap(lo, target - lo) != 0) {
             return;
         }
         stk.low = target;
-        char *hole_lo = (size_t)(target - stk.res_lo) > hole_size
-                        ? target - hole_size : stk.res_lo;
-        if (hole_lo > stk.hole_lo
-            && map_fixed(stk.hole_lo, hole_lo - stk.hole_lo, PROT_NONE,
-                         MAP_NORESERVE) == 0)
-        {
-            stk.hole_lo = hole_lo;
-        }
         return;
     }
     /* Above the grows-down mapping: a new one-page mapping under the
@@ -823,7 +956,12 @@ _PySecretStack_Leave(char *top)
         if (scan_lo < stk.floor) {
             scan_lo = stk.floor;
         }
-        deepest = zero_resident(stk.floor, scan_lo, 1);
+        /* Only what is mapped contiguously below can have been touched
+         * (the main thread's floor is as far as its stack could grow). */
+        char *lo = scan_lo > stk.floor
+                   && range_mapped(scan_lo - page_size, scan_lo)
+                   ? mapping_start(scan_lo, stk.floor) : scan_lo;
+        deepest = zero_resident(lo, scan_lo, 1);
         if (deepest == scan_lo) {
             deepest = top;          /* nothing resident below */
         }
@@ -890,6 +1028,21 @@ _PySecret_AltStackChanged(void)
     _Py_atomic_add_int(&altstack_generation, 1);
 }
 
+static void
+erase_signal_stack(char *lo, char *hi)
+{
+    char *top = (char *)((uintptr_t)hi & ~(uintptr_t)7);
+    size_t probe = (size_t)(top - lo);
+    if (probe > altstack_probe) {
+        probe = altstack_probe;
+    }
+    if (first_nonzero(top - probe, top) == top) {
+        return;
+    }
+    char *p = first_nonzero(lo, top);
+    explicit_bzero(p, hi - p);
+}
+
 void
 _PySecretStack_EraseAltStack(void)
 {
@@ -913,19 +1066,16 @@ _PySecretStack_EraseAltStack(void)
 #endif
         }
     }
-    if (altstack_lo == NULL) {
-        return;
+    if (altstack_lo != NULL) {
+        erase_signal_stack(altstack_lo, altstack_hi);
     }
-    char *top = (char *)((uintptr_t)altstack_hi & ~(uintptr_t)7);
-    size_t probe = (size_t)(top - altstack_lo);
-    if (probe > altstack_probe) {
-        probe = altstack_probe;
+    /* The one the core mapped for the thread, if something (faulthandler,
+     * enabled in func) put another in its place: frames pushed before
+     * that are still on it. */
+    if (stk.own_altstack != NULL && stk.own_altstack != altstack_lo) {
+        erase_signal_stack(stk.own_altstack,
+                           stk.own_altstack + ALTSTACK_SIZE);
     }
-    if (first_nonzero(top - probe, top) == top) {
-        return;
-    }
-    char *p = first_nonzero(altstack_lo, top);
-    explicit_bzero(p, altstack_hi - p);
 }
 
 /* --- the end of a thread that inherited secret mode ---------------------- */

@@ -109,11 +109,15 @@ extern void *_PySecret_ThreadExitPrepare(void);
 /* Reserve it on first use; 0, or -1 with MemoryError (or ValueError for
  * a size setting that is not a size) set. */
 extern int _PySecretHeap_EnsureReserved(void);
-/* 1 if every secret block is kept out of core dumps and swap: the whole
- * reserved heap is MADV_DONTDUMP and locked. */
-extern int _PySecretHeap_OutOfDumpsAndSwap(void);
-/* At thread end (any thread): hand the thread's secret heap back and leave
- * secret mode for good. */
+/* 1 if every secret block is kept out of core dumps (the whole reserved
+ * heap is MADV_DONTDUMP). */
+extern int _PySecretHeap_NoCoreDump(void);
+/* 1 if every secret block is kept out of swap: all the heap committed was
+ * locked, and all it can commit will be (RLIMIT_MEMLOCK covers its size,
+ * or -X secret_require_lock refuses unlocked memory). */
+extern int _PySecretHeap_NoSwap(void);
+/* At thread end (any thread): leave secret mode for good (the thread
+ * holds nothing of the secret heap). */
 extern void _PySecretHeap_ThreadDone(void);
 /* secret.heap_info(): a new dict. */
 extern PyObject *_PySecretHeap_Info(void);

@@ -488,6 +488,7 @@ static heap_stats stats;
  * more than trim_floor (what the last trim could not give back) plus
  * TRIM_MIN or half the bytes in use. */
 #define TRIM_MIN (4 * MiB)
+#define GROW_MIN ((size_t)64 << 10)     /* see grow_alloc() */
 static size_t trim_floor;
 
 static inline void
@@ -512,9 +513,16 @@ trim_locked(void)
     trim_floor = committed_bytes > live ? committed_bytes - live : 0;
 }
 
+/* Checked at every 64th free and at every free of a large block: a
+ * trim needs megabytes freed, and the check costs instructions. */
+static unsigned int free_tick;
+
 static inline void
-maybe_trim(void)
+maybe_trim(size_t freed)
 {
+    if ((++free_tick & 63) != 0 && freed < GROW_MIN) {
+        return;
+    }
     size_t live = (size_t)stats.live_bytes;
     size_t spare = committed_bytes > live ? committed_bytes - live : 0;
     if (spare <= trim_floor) {
@@ -697,7 +705,6 @@ _PySecretHeap_Calloc(size_t nelem, size_t elsize)
  * Headroom blocks hold at most a quarter of the heap (a block at most a
  * sixteenth); when there is no room for headroom, a block grows as before
  * (by half at least). */
-#define GROW_MIN ((size_t)64 << 10)
 #define GROW_FACTOR 32
 #define GROW_SLOTS 64
 
@@ -810,7 +817,7 @@ free_zeroed(void *p, size_t usable, size_t high)
     stats.zeroed_bytes += (int64_t)high;
     stats.frees++;
     mi_free(p);
-    maybe_trim();
+    maybe_trim(usable);
     heap_unlock();
 }
 
@@ -910,24 +917,28 @@ _PySecretHeap_TakeFailure(char *buf, size_t len)
     return 1;
 }
 
+/* ceval's exception_unwind could not allocate the int of a handler's lasti
+ * (past the small ints): outside secret mode, NULL (upstream's retry);
+ * in secret mode the int, from the heap's reserve, and the MemoryError that
+ * failure raised stays raised. Never NULL in secret mode, so the unwinding
+ * cannot find the same handler again forever. */
 PyObject *
 _PySecretHeap_HandlerIndex(int lasti)
 {
+    if (!_PySecret_InMode()) {
+        return NULL;
+    }
     PyObject *exc = PyErr_GetRaisedException();
+    int was = _PySecretHeap_SetReserve(1);
     PyObject *r = PyLong_FromLong(lasti);
+    _PySecretHeap_SetReserve(was);
     if (r == NULL) {
+        /* Not even the reserve: a small int (never allocated). Only
+         * RERAISE reads it, to set the frame's instruction pointer (its
+         * line number) while the exception propagates; the traceback keeps
+         * the right line. */
         PyErr_Clear();
-        int was = _PySecretHeap_SetReserve(1);
-        r = PyLong_FromLong(lasti);
-        _PySecretHeap_SetReserve(was);
-        if (r == NULL) {
-            /* Not even the reserve: a small int (never allocated). Only
-             * RERAISE reads it, to set the frame's instruction pointer
-             * for its line number while the exception propagates; the
-             * traceback keeps the right line. */
-            PyErr_Clear();
-            r = PyLong_FromLong(0);
-        }
+        r = PyLong_FromLong(0);
     }
     PyErr_SetRaisedException(exc);
     return r;

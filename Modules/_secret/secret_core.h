@@ -106,8 +106,9 @@ extern void *_PySecret_ThreadExitPrepare(void);
 
 /* The secret heap (secret_heap.c, spec §3.4). */
 
-/* Reserve it on first use; 0, or -1 with MemoryError (or ValueError for
- * a size setting that is not a size) set. */
+/* Reserve it on first use; 0, or -1 with MemoryError (ValueError for a
+ * setting that is not valid, RuntimeError for a heap that must be locked
+ * and cannot be, or what a warnings filter raised) set. */
 extern int _PySecretHeap_EnsureReserved(void);
 /* 1 if every secret block is kept out of core dumps (the whole reserved
  * heap is MADV_DONTDUMP). */

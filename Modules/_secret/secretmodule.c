@@ -234,8 +234,8 @@ PyDoc_STRVAR(secret_protections_doc,
 "swap, now and as it grows (RLIMIT_MEMLOCK covers its size, or\n"
 "-X secret_require_lock refuses unlocked memory; heap_info() says what\n"
 "was granted). no_core_dump_or_swap (deprecated): both. Reserves the\n"
-"secret heap if no\n"
-"do() has yet, and raises what do() would if that fails.");
+"secret heap if no do() has yet, and raises what do() would if that\n"
+"fails.");
 
 static PyObject *
 secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))

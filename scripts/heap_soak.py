@@ -73,10 +73,10 @@ def main():
     info = secret.heap_info()
     grew = info["live_blocks"] - base["live_blocks"]
     print("allocations=%d frees=%d live_blocks=%d (baseline %d) "
-          "live_bytes=%d (baseline %d) exhausted=%d threads=%d"
+          "live_bytes=%d (baseline %d) exhausted=%d committed=%d"
           % (info["allocations"], info["frees"], info["live_blocks"],
              base["live_blocks"], info["live_bytes"], base["live_bytes"],
-             info["exhausted"], info["threads"]))
+             info["exhausted"], info["committed"]))
     print("headroom_blocks=%d" % info["headroom_blocks"])
     if errors:
         print("errors:", errors[:3])

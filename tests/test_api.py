@@ -359,15 +359,17 @@ def test_supported_on_linux_x86_64_and_aarch64():
 def test_protections_are_reported():
     p = secret.protections()
     assert set(p) == {"registers", "c_stack", "signal_frames",
-                      "frame_stack", "heap", "no_core_dump_or_swap",
-                      "io_buffers"}
+                      "frame_stack", "heap", "no_core_dump", "no_swap",
+                      "no_core_dump_or_swap", "io_buffers"}
     assert all(isinstance(v, bool) for v in p.values())
     # What this build erases (tests/test_erasure.py and tests/test_heap.py
-    # prove each); out of swap only if the kernel let all of the secret heap
-    # be locked (tests/test_heap.py::test_swap_claim_follows_the_lock).
+    # prove each); out of swap only if the kernel lets all the secret heap
+    # commits be locked (tests/test_heap.py::test_swap_claim_follows_the_lock);
+    # no_core_dump_or_swap (deprecated) is both.
     info = secret.heap_info()
-    whole = info["dontdump"] and info["locked_bytes"] == info["reserved"]
     assert info["reserved"] > 0     # protections() reserved the heap
+    dump, swap = info["dontdump"], info["locked"]
     assert p == {"registers": True, "c_stack": True, "signal_frames": True,
-                 "frame_stack": True, "heap": True,
-                 "no_core_dump_or_swap": whole, "io_buffers": True}
+                 "frame_stack": True, "heap": True, "no_core_dump": dump,
+                 "no_swap": swap, "no_core_dump_or_swap": dump and swap,
+                 "io_buffers": True}

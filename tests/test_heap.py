@@ -102,10 +102,13 @@ def test_freed_secret_block_is_zero(size, domain, path):
 
 def test_heap_info_and_counters():
     info0 = secret.heap_info()
-    keys = {"reserved", "base", "committed", "live_bytes", "live_blocks",
-            "zeroed_bytes", "allocations", "frees", "exhausted", "locked",
-            "locked_bytes", "lock_limit", "lock_error", "dontdump",
-            "threads"}
+    keys = {"active", "size", "address_space", "reserved", "base",
+            "committed", "peak_committed", "resident", "live_bytes",
+            "live_blocks", "zeroed_bytes", "allocations", "frees",
+            "exhausted", "trims", "decommits", "locked", "locked_bytes",
+            "lockable", "lock_limit", "lock_failures", "lock_error",
+            "unlocked_bytes", "unlocked_resident", "dontdump",
+            "require_lock", "headroom_blocks"}
     assert keys <= set(info0)
     data = os.urandom(1000)
 
@@ -117,7 +120,9 @@ def test_heap_info_and_counters():
 
     addr, mid = secret.do(f)
     info = secret.heap_info()
-    assert info["reserved"] >= 64 << 20
+    assert info["active"] is True
+    assert info["reserved"] == info["address_space"] >= info["size"]
+    assert info["committed"] <= info["size"] + (1 << 20)
     assert info["base"] <= addr < info["base"] + info["reserved"]
     assert info["base"] % (32 << 20) == 0
     assert mid["live_blocks"] >= 1
@@ -169,12 +174,15 @@ def test_smaps_dontdump_and_locked():
 
 LOCK_CHILD = r"""
 import json, os, secret
-claim = secret.protections()["no_core_dump_or_swap"]
+p = secret.protections()
+claim, dump, both = p["no_swap"], p["no_core_dump"], p["no_core_dump_or_swap"]
 keep = secret.do(lambda: [bytes(os.urandom(1 << 20)) for _ in range(40)])
 info = secret.heap_info()
-print(json.dumps(dict(claim=claim, **{k: info[k] for k in (
-    "reserved", "locked", "locked_bytes", "unlocked_resident",
-    "lock_error")})))
+vmlck = int(open("/proc/self/status").read().split("VmLck:")[1].split()[0])
+print(json.dumps(dict(claim=claim, dump=dump, both=both, vmlck=vmlck << 10,
+                      **{k: info[k] for k in (
+    "reserved", "size", "locked", "locked_bytes", "unlocked_resident",
+    "lock_error", "committed", "lockable")})))
 """
 
 
@@ -200,15 +208,22 @@ def run_lock_child(memlock=None, code=LOCK_CHILD, options=()):
 
 
 def test_swap_claim_follows_the_lock():
-    """protections() claims no_core_dump_or_swap only when the whole secret
-    heap is locked; a partial lock (best effort under RLIMIT_MEMLOCK) is
-    reported, and heap_info() shows the secret memory that may be swapped.
+    """protections() claims no_swap only when all the secret heap can
+    commit is locked (RLIMIT_MEMLOCK covers its size); a partial lock (best
+    effort under RLIMIT_MEMLOCK) is reported, heap_info() shows the secret
+    memory that may be swapped, and no_core_dump is reported apart: it
+    holds without any privilege. Only committed memory is locked: VmLck
+    follows what the heap uses, not its size.
     """
     part, err = run_lock_child(memlock=4 << 20)
     assert 0 < part["locked_bytes"] <= 4 << 20, part
+    assert part["vmlck"] <= 4 << 20, part
+    assert part["lockable"] <= 4 << 20, part
     assert part["lock_error"] == "ENOMEM", part
     assert part["claim"] is False, part
-    assert part["locked"] is False, part    # a prefix is not "locked"
+    assert part["both"] is False, part
+    assert part["dump"] is True, part
+    assert part["locked"] is False, part
     assert part["unlocked_resident"] >= 30 << 20, part
     # ... and not silently: one RuntimeWarning, at the first call.
     assert err.count("RuntimeWarning: secret: only") == 1, err
@@ -216,13 +231,18 @@ def test_swap_claim_follows_the_lock():
     # The control: as this process was started (root here, or a limit the
     # whole heap fits in), the claim follows the same rule.
     full, err = run_lock_child()
-    whole = full["locked_bytes"] == full["reserved"]
+    whole = full["locked"]
     assert full["claim"] is whole, full
-    assert full["locked"] is whole, full
+    assert full["both"] is whole, full
+    assert full["dump"] is True, full
     assert (full["unlocked_resident"] == 0) is whole, full
     assert ("RuntimeWarning" not in err) is whole, err
     if has_cap_ipc_lock():
         assert whole, full      # then all of it is locked
+        # what is used, not the heap's 1 GiB: 40 MiB kept, some freed
+        assert 40 << 20 <= full["locked_bytes"] < 128 << 20, full
+        assert full["locked_bytes"] == full["committed"], full
+        assert full["vmlck"] >= full["locked_bytes"], full
 
 
 def test_partial_lock_can_be_refused():
@@ -267,14 +287,14 @@ try:
 except MemoryError as e:
     # It says why: a full secret heap, not the machine's memory.
     print("memoryerror", "secret heap exhausted" in str(e),
-          "64 MiB reserved" in str(e))
+          "64 MiB" in str(e) and "secret_heap_size" in str(e))
 # Control: out of memory outside do says nothing of the secret heap.
 try:
     bytearray(1 << 62)
 except MemoryError as e:
     print("plain", str(e) == "")
 info = secret.heap_info()
-assert info["reserved"] == 64 << 20, info
+assert info["size"] == 64 << 20, info
 assert info["exhausted"] >= 1, info
 # do() works again, and what it made is still secret
 x = secret.do(lambda: bytes(os.urandom(1000)))
@@ -395,7 +415,7 @@ def test_heap_is_alone_in_its_16_gib_window():
 
 def test_heap_size_from_environment():
     code = ("import secret; secret.do(int); "
-            "print(secret.heap_info()['reserved'])")
+            "print(secret.heap_info()['size'])")
     env = dict(os.environ, PYTHONSECRETHEAPSIZE="96M")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True,
                        text=True, env=env, timeout=60)
@@ -415,7 +435,7 @@ try:
 except ValueError as e:
     print("ValueError", called, e)
 else:
-    print("reserved", secret.heap_info()["reserved"], called)
+    print("size", secret.heap_info()["size"], called)
 """
 
 
@@ -424,7 +444,12 @@ else:
     ("env", "67108864", 64 << 20),
     ("x", "96m", 96 << 20),
     ("x", "2G", 2 << 30),
-    ("x", "1K", 64 << 20),          # raised to the 64 MiB minimum
+    ("x", "8M", 8 << 20),            # fits the default RLIMIT_MEMLOCK
+    ("env", "1M", 1 << 20),          # the minimum
+    ("x", "1500000", 1500000),       # exact: never rounded
+    ("x", "1K", "too small"),
+    ("env", "1048575", "too small"),
+    ("x", "1025G", "too large"),
     ("env", "64 MiB", None),
     ("env", "-1", None),
     ("env", "0", None),
@@ -449,8 +474,13 @@ def test_heap_size_setting_is_checked(opt, text, reserved):
     r = subprocess.run(args + ["-c", SIZE_CHILD], capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
-    if reserved is not None:
-        assert r.stdout.split() == ["reserved", str(reserved), "[1]"]
+    if isinstance(reserved, int):
+        assert r.stdout.split() == ["size", str(reserved), "[1]"]
+    elif reserved is not None:
+        # Out of range: refused and said, never rounded.
+        assert r.stdout.startswith("ValueError [] secret.do(): %s=%s is %s"
+                                   % (name, text, reserved)), r.stdout
+        assert "at least 1M" in r.stdout
     else:
         assert r.stdout.startswith("ValueError [] secret.do(): %s=%s is "
                                    "not a size" % (name, text or "")), \
@@ -589,7 +619,7 @@ old_big = read(last, buf).count(probe)       # the 4 MiB block, given up
 kept = bytes(ba) == chunk
 del ba
 moved = sum(read(a, bytearray(4096)).count(probe) for a in set(addrs))
-grown = info1["committed"] - info0["committed"]
+grown = info1["resident"] - info0["resident"]
 print(moves, headroom, old_big, int(kept), moved, grown >> 20)
 """
 

@@ -14,6 +14,7 @@
 #include "Python.h"
 
 #include <alloca.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -984,6 +985,121 @@ utf8_address(PyObject *module, PyObject *s)
     return PyLong_FromVoidPtr((void *)p);
 }
 
+/* --- the secret heap: exhaustion, the range, foreign threads --------- */
+
+#include "pycore_pymem.h"       // _Py_SECRET_HEAP
+
+#if _Py_SECRET_HEAP
+PyAPI_FUNC(void) _PySecretHeap_TestFailAfter(Py_ssize_t n);
+PyAPI_FUNC(int) _PySecretHeap_TestTornRange(const void **ps, int *out,
+                                             int n, size_t size);
+
+static PyObject *
+fail_secret_allocations(PyObject *module, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    _PySecretHeap_TestFailAfter(n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+torn_range(PyObject *module, PyObject *args)
+{
+    PyObject *addrs;
+    unsigned long long size;
+    if (!PyArg_ParseTuple(args, "O!K", &PyList_Type, &addrs, &size)) {
+        return NULL;
+    }
+    enum { MAX = 64 };
+    const void *ps[MAX];
+    int out[MAX];
+    Py_ssize_t n = PyList_GET_SIZE(addrs);
+    if (n > MAX) {
+        PyErr_SetString(PyExc_ValueError, "at most 64 addresses");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        ps[i] = PyLong_AsVoidPtr(PyList_GET_ITEM(addrs, i));
+        if (ps[i] == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (_PySecretHeap_TestTornRange(ps, out, (int)n, (size_t)size) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the heap is reserved already");
+        return NULL;
+    }
+    PyObject *res = PyList_New(n);
+    for (Py_ssize_t i = 0; res != NULL && i < n; i++) {
+        PyList_SET_ITEM(res, i, PyBool_FromLong(out[i]));
+    }
+    return res;
+}
+#endif
+
+typedef struct {
+    PyObject *func;
+    PyObject *result;       /* or NULL: the exception's repr */
+    int use_pthread_exit;
+} foreign_call;
+
+/* A thread Python did not start (as embedding code or a C library makes):
+ * it takes a thread state with PyGILState_Ensure(), calls func, lets go of
+ * it, then returns or leaves through pthread_exit(). */
+static void *
+foreign_main(void *arg)
+{
+    foreign_call *c = (foreign_call *)arg;
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject *r = PyObject_CallNoArgs(c->func);
+    if (r == NULL) {
+        PyObject *exc = PyErr_GetRaisedException();
+        r = PyObject_Repr(exc);
+        Py_XDECREF(exc);
+        PyErr_Clear();
+        c->result = r ? r : Py_NewRef(Py_None);
+        c->func = NULL;             /* says: it raised */
+    }
+    else {
+        c->result = r;
+    }
+    PyGILState_Release(st);
+    if (c->use_pthread_exit) {
+        pthread_exit(NULL);
+    }
+    return NULL;
+}
+
+static PyObject *
+run_in_foreign_thread(PyObject *module, PyObject *args)
+{
+    foreign_call c = {NULL, NULL, 0};
+    if (!PyArg_ParseTuple(args, "Op", &c.func, &c.use_pthread_exit)) {
+        return NULL;
+    }
+    pthread_t t;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = pthread_create(&t, NULL, foreign_main, &c);
+    if (err == 0) {
+        err = pthread_join(t, NULL);
+    }
+    Py_END_ALLOW_THREADS
+    if (err != 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (c.func == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "the foreign thread raised %S",
+                     c.result);
+        Py_DECREF(c.result);
+        return NULL;
+    }
+    return c.result;
+}
+
 static PyMethodDef testsecret_methods[] = {
     {"utf8_address", utf8_address, METH_O,
      "utf8_address(s) -> address of s's UTF-8 form (fills its cache)"},
@@ -1020,6 +1136,17 @@ static PyMethodDef testsecret_methods[] = {
      "frame_stack_info() -> (top, limit) of the current frame-stack chunk"},
     {"count_in_range", count_in_range, METH_VARARGS,
      "count_in_range(addr, size, pattern): copies in resident pages"},
+#if _Py_SECRET_HEAP
+    {"fail_secret_allocations", fail_secret_allocations, METH_O,
+     "fail_secret_allocations(n): after n more, every secret allocation of "
+     "this thread fails but those of the heap's reserve (-1: never)"},
+    {"torn_range", torn_range, METH_VARARGS,
+     "torn_range(addresses, size) -> is each secret, if a thread saw the "
+     "range's size published and not yet its base (before the first do)"},
+#endif
+    {"run_in_foreign_thread", run_in_foreign_thread, METH_VARARGS,
+     "run_in_foreign_thread(func, pthread_exit) -> func() on a thread made "
+     "with pthread_create, that leaves by pthread_exit() if asked"},
 #if defined(__x86_64__)
     {"fill_registers", fill_registers, METH_O,
      "fill_registers(pattern): load pattern into every register class"},

@@ -105,14 +105,19 @@ extern void *_PySecret_ThreadExitPrepare(void);
 
 /* The secret heap (secret_heap.c, spec §3.4). */
 
-/* Reserve it on first use; 0, or -1 with MemoryError (or ValueError for
- * a size setting that is not a size) set. */
+/* Reserve it on first use; 0, or -1 with MemoryError (ValueError for a
+ * setting that is not valid, RuntimeError for a heap that must be locked
+ * and cannot be, or what a warnings filter raised) set. */
 extern int _PySecretHeap_EnsureReserved(void);
-/* 1 if every secret block is kept out of core dumps and swap: the whole
- * reserved heap is MADV_DONTDUMP and locked. */
-extern int _PySecretHeap_OutOfDumpsAndSwap(void);
-/* At thread end (any thread): hand the thread's secret heap back and leave
- * secret mode for good. */
+/* 1 if every secret block is kept out of core dumps (the whole reserved
+ * heap is MADV_DONTDUMP). */
+extern int _PySecretHeap_NoCoreDump(void);
+/* 1 if every secret block is kept out of swap: all the heap committed was
+ * locked, and all it can commit will be (RLIMIT_MEMLOCK covers its size,
+ * or -X secret_require_lock refuses unlocked memory). */
+extern int _PySecretHeap_NoSwap(void);
+/* At thread end (any thread): leave secret mode for good (the thread
+ * holds nothing of the secret heap). */
 extern void _PySecretHeap_ThreadDone(void);
 /* secret.heap_info(): a new dict. */
 extern PyObject *_PySecretHeap_Info(void);
@@ -128,7 +133,7 @@ extern void _PySecret_AltStackChanged(void);
 #include <signal.h>               // siginfo_t
 /* A SIGSEGV: 1 if it was a thread going deeper into the reserve below its
  * stack's window, now made room for (the access is retried), else 0.
- * faulthandler's SIGSEGV handler asks first (patch 0017). Signal-safe. */
+ * faulthandler's SIGSEGV handler asks first (patch 0019). Signal-safe. */
 extern int _PySecret_StackFault(siginfo_t *info, void *context);
 /* faulthandler installed (1) or removed (0) its SIGSEGV handler. */
 extern void _PySecret_FaulthandlerChanged(int enabled);

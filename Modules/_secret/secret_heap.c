@@ -1,21 +1,27 @@
 /* runtimesecret experiment: the secret heap (spec §3.4).
  *
  * One reserved address range (so "is this block secret?" is one compare,
- * _PySecret_IsSecret()), managed by the bundled mimalloc as an exclusive,
- * pinned arena: ordinary heaps never allocate in it and secret heaps never
- * get memory from anywhere else, so exhausting it fails (MemoryError)
- * instead of placing a secret block in ordinary memory. Each OS thread
- * that allocates or reallocates a secret block gets its own mimalloc heap
- * in the arena; frees work on any thread (mimalloc's thread-free lists).
+ * _PySecret_IsSecret()), managed by the bundled mimalloc as an exclusive
+ * arena that commits only what it uses (patch "mimalloc: the secret
+ * arena"): ordinary heaps never allocate in it and the secret heap never
+ * gets memory from anywhere else, so running out fails (MemoryError)
+ * instead of placing a secret block in ordinary memory.
  *
- * The range is excluded from core dumps (MADV_DONTDUMP) and locked against
- * swap with mlock2(MLOCK_ONFAULT) as far as RLIMIT_MEMLOCK allows (best
- * effort, reported by heap_info(), never an error). Pinned: mimalloc never
- * purges or decommits it, so locked pages stay valid.
+ * One mimalloc heap, with its own thread data, serves every thread under a
+ * lock: capacity follows the bytes in use, not the number of threads that
+ * ever allocated (a heap per thread kept a 32 MiB segment per thread).
+ * Threads hold nothing of it, so a thread that ends, however it ends
+ * (pthread_exit, a foreign thread), has nothing to hand back.
  *
- * Every secret block is zeroed (explicit_bzero, or inline stores the
- * compiler cannot drop for small blocks) when it is freed, when a
- * realloc moves it, and at interpreter shutdown if it is still live.
+ * Its size is a budget on committed memory: mimalloc's commits in the range
+ * come here (_PySecretHeap_OsCommit), are charged to it and locked against
+ * swap (mlock2(MLOCK_ONFAULT): charged to RLIMIT_MEMLOCK as committed, made
+ * resident as touched); its decommits (pages it purges, segments it frees)
+ * unlock, discard (MADV_DONTNEED) and uncharge them. Every secret block is
+ * zeroed (explicit_bzero, or inline stores the compiler cannot drop for
+ * small blocks) when it is freed, when a realloc moves it, and at
+ * interpreter shutdown if it is still live; so a page mimalloc gives back
+ * holds no secret. The range is excluded from core dumps (MADV_DONTDUMP).
  *
  * The allocator hooks are in Objects/obmalloc.c (patch "obmalloc: ...");
  * the thread-local mode is kept by _PySecret_Enter/_PySecret_Leave and the
@@ -41,15 +47,30 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* Above every user-space address (x86-64, aarch64): the range's base until
+ * it is reserved (see _PySecret_IsSecret). */
+#define NO_BASE ((uintptr_t)1 << 63)
+
 #if _Py_SECRET_HEAP
+struct _PySecretRange _PySecret_range = {NO_BASE, 0};
+_Py_thread_local _PySecretTLS _PySecret_tls;
+#endif
 
 #ifndef MLOCK_ONFAULT
 #  define MLOCK_ONFAULT 0x01
 #endif
 
-#define SEGMENT ((uintptr_t)MI_SEGMENT_SIZE)            /* 32 MiB */
-#define DEFAULT_SIZE ((size_t)1 << 30)                  /* 1 GiB */
-#define MIN_SIZE ((size_t)64 << 20)
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+#define GiB ((size_t)1 << 30)
+#define SEGMENT ((uintptr_t)32 << 20)                   /* mimalloc's */
+#define DEFAULT_SIZE GiB
+#define MIN_SIZE MiB                /* a segment's header and a few pages */
+#define MAX_SIZE ((size_t)1 << 40)
+/* What the MemoryError saying the heap is full (and the handler index of
+ * an unwinding, _PySecretHeap_HandlerIndex) may take beyond the size. */
+#define RESERVE MiB
+
 /* pymalloc's radix tree (pycore_obmalloc.h) resolves an address in three
  * levels, the middle one by windows of 1 << MAP_MID_SHIFT bytes (16 GiB on
  * 64-bit). _PyObject_Free tests for a secret block only after that lookup
@@ -64,122 +85,7 @@
 #  define WINDOW SEGMENT
 #endif
 
-/* mimalloc (patch "mimalloc: an exclusive pinned arena"). */
-extern bool _mi_manage_os_memory_pinned(void *start, size_t size,
-                                        int numa_node,
-                                        mi_arena_id_t *arena_id);
-
-struct _PySecretRange _PySecret_range = {0, 0};
-_Py_thread_local _PySecretTLS _PySecret_tls;
-
-static mi_arena_id_t secret_arena;
-static _PyOnceFlag reserve_once;
-static int reserve_errno;           /* set if the reservation failed */
-
-static struct {
-    size_t locked_bytes;
-    int lock_errno;
-    size_t lock_limit;              /* RLIMIT_MEMLOCK soft limit */
-    int dontdump;
-    int dontdump_errno;
-} flags;
-
-/* Counters for heap_info(), per thread (the secret paths pay plain
- * stores, no atomic read-modify-write): each thread that touches the
- * secret heap registers its counters; heap_info() sums the registered ones
- * and those of threads that ended (folded by a pthread-key destructor). A
- * block freed on another thread is counted there: only sums mean anything.
- * Live blocks are allocations - frees (one store less on each path).
- */
-typedef struct counters {
-    int64_t live_bytes;
-    int64_t zeroed_bytes;
-    int64_t allocations;
-    int64_t frees;
-    int64_t exhausted;
-    struct counters *next;
-    int registered;
-} counters;
-
-static _Py_thread_local counters tc;
-static PyMutex registry_mutex;
-static counters *registry;
-static counters retired;
-static pthread_key_t registry_key;
-static int64_t heap_threads;        /* threads owning a secret heap */
-
-/* Blocks with headroom (see grow_alloc()). */
-#define GROW_MIN ((size_t)64 << 10)
-#define GROW_FACTOR 32          /* at most a sixteenth of the arena */
-#define GROW_SLOTS 64
-
-static struct {
-    uintptr_t block;
-    size_t high;                /* bytes that may hold data */
-    size_t usable;
-} grow_table[GROW_SLOTS];
-static int grow_count;          /* entries in use; read without the lock
-                                   (acquire: a block handed to another
-                                   thread is found there) */
-static size_t grow_bytes;       /* sum of their usable sizes */
-static PyMutex grow_mutex;
-
-#define BUMP(field, n) \
-    _Py_atomic_store_int64_relaxed(&tc.field, tc.field + (int64_t)(n))
-
-static void
-fold(counters *dst, const counters *src)
-{
-    dst->live_bytes += _Py_atomic_load_int64_relaxed(&src->live_bytes);
-    dst->zeroed_bytes += _Py_atomic_load_int64_relaxed(&src->zeroed_bytes);
-    dst->allocations += _Py_atomic_load_int64_relaxed(&src->allocations);
-    dst->frees += _Py_atomic_load_int64_relaxed(&src->frees);
-    dst->exhausted += _Py_atomic_load_int64_relaxed(&src->exhausted);
-}
-
-static void
-registry_thread_end(void *arg)
-{
-    counters *c = (counters *)arg;
-    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
-    fold(&retired, c);
-    for (counters **pp = &registry; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    }
-    PyMutex_Unlock(&registry_mutex);
-    memset(c, 0, sizeof(*c));
-}
-
-/* Slow path, once per thread. */
-static void
-register_thread(void)
-{
-    tc.registered = 1;
-    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
-    tc.next = registry;
-    registry = &tc;
-    PyMutex_Unlock(&registry_mutex);
-    (void)pthread_setspecific(registry_key, &tc);
-}
-
-static inline void
-count_thread(void)
-{
-    if (__builtin_expect(!tc.registered, 0)) {
-        register_thread();
-    }
-}
-
-int
-_PySecret_GetMode(void)
-{
-    return _PySecret_tls.mode;
-}
-
-/* --- reservation ----------------------------------------------------- */
+/* --- settings -------------------------------------------------------- */
 
 /* "N", "NK", "NM", "NG" (optionally followed by "i" and/or "B") to bytes;
  * 0 for anything else (signs, spaces, zero, overflow). */
@@ -214,49 +120,151 @@ parse_size(const char *s)
     return (size_t)v << shift;
 }
 
-/* A size setting that is not a size: do() reports it, naming it, rather
- * than quietly reserving some other size. */
-static const char *bad_size_source;
-static char bad_size_text[64];
+typedef struct {
+    size_t size;            /* the heap's size (budget); 0: a bad setting */
+    int require_lock;       /* refuse secret memory that is not locked */
+    char error[300];        /* why a setting is refused */
+    /* Set in the environment but ignored (-E, -I): said, not silent. */
+    const char *ignored[2];
+} settings;
 
-/* -X secret_heap_size=SIZE, else PYTHONSECRETHEAPSIZE (not under -E/-I),
- * else 1 GiB; at least 64 MiB, a multiple of 32 MiB.  0 if the setting is
- * not a size (bad_size_source/bad_size_text say which). */
-static size_t
-configured_size(void)
+/* The value of -X name: NULL if absent, "" without "=value". */
+static const char *
+xoption(const char *name)
 {
-    const char *text = NULL;
-    const char *source = "-X secret_heap_size";
     PyObject *xopts = PySys_GetXOptions();    /* borrowed */
-    PyObject *v = xopts ? PyDict_GetItemString(xopts, "secret_heap_size")
-                        : NULL;
-    if (v != NULL) {
-        /* "-X secret_heap_size" without "=SIZE" gives True. */
-        text = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : "";
-        if (text == NULL) {
-            PyErr_Clear();
-            text = "";
+    PyObject *v = xopts ? PyDict_GetItemString(xopts, name) : NULL;
+    if (v == NULL) {
+        return NULL;
+    }
+    const char *text = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : "";
+    if (text == NULL) {
+        PyErr_Clear();
+        text = "";
+    }
+    return text;
+}
+
+/* -X name=VALUE, else the environment variable (not under -E/-I, where
+ * a variable that is set is recorded as ignored). *source names it. */
+static const char *
+setting(settings *s, const char *xname, const char *env,
+        const char **source)
+{
+    const char *text = xoption(xname);
+    if (text != NULL) {
+        *source = xname;
+        return text;
+    }
+    *source = env;
+    const PyConfig *config = _Py_GetConfig();
+    if (!config->use_environment) {
+        const char *raw = getenv(env);
+        if (raw != NULL && raw[0] != '\0') {
+            s->ignored[s->ignored[0] != NULL] = env;
+        }
+        return NULL;
+    }
+    return _Py_GetEnv(config->use_environment, env);
+}
+
+/* -X secret_heap_size=SIZE or PYTHONSECRETHEAPSIZE=SIZE (default 1 GiB,
+ * 1 MiB to 1024 GiB, exact: never rounded), and -X secret_require_lock
+ * or PYTHONSECRETREQUIRELOCK=1. A setting that is not valid leaves size 0
+ * and says why: do() raises it, never a silent default. */
+static void
+read_settings(settings *s)
+{
+    const char *source;
+    memset(s, 0, sizeof(*s));
+    s->size = DEFAULT_SIZE;
+    const char *text = setting(s, "secret_heap_size", "PYTHONSECRETHEAPSIZE",
+                               &source);
+    const char *x = source[0] == 's' ? "-X " : "";
+    if (text != NULL) {
+        size_t size = parse_size(text);
+        if (size == 0) {
+            PyOS_snprintf(s->error, sizeof(s->error),
+                          "%s%s=%.60s is not a size: use a number of bytes "
+                          "with an optional K, M or G suffix, e.g. 256M or "
+                          "2G", x, source, text);
+            s->size = 0;
+        }
+        else if (size < MIN_SIZE || size > MAX_SIZE) {
+            PyOS_snprintf(s->error, sizeof(s->error),
+                          "%s%s=%.60s is %s: the secret heap's size must be "
+                          "at least 1M (1048576 bytes) and at most 1024G",
+                          x, source, text,
+                          size < MIN_SIZE ? "too small" : "too large");
+            s->size = 0;
+        }
+        else {
+            s->size = size;
         }
     }
-    else {
-        const PyConfig *config = _Py_GetConfig();
-        text = _Py_GetEnv(config->use_environment, "PYTHONSECRETHEAPSIZE");
-        source = "PYTHONSECRETHEAPSIZE";
+    text = setting(s, "secret_require_lock", "PYTHONSECRETREQUIRELOCK",
+                   &source);
+    x = source[0] == 's' ? "-X " : "";
+    if (text != NULL) {
+        if (strcmp(text, "") == 0 || strcmp(text, "1") == 0) {
+            s->require_lock = 1;
+        }
+        else if (strcmp(text, "0") != 0) {
+            PyOS_snprintf(s->error, sizeof(s->error),
+                          "%s%s=%.60s: use 1 (or no value with -X) to "
+                          "require a locked secret heap, 0 not to",
+                          x, source, text);
+            s->size = 0;
+        }
     }
-    if (text == NULL) {
-        return DEFAULT_SIZE;
-    }
-    size_t size = parse_size(text);
-    if (size == 0 || size > SIZE_MAX - SEGMENT) {
-        bad_size_source = source;
-        PyOS_snprintf(bad_size_text, sizeof(bad_size_text), "%s", text);
-        return 0;
-    }
-    if (size < MIN_SIZE) {
-        size = MIN_SIZE;
-    }
-    return (size + SEGMENT - 1) & ~(SEGMENT - 1);
 }
+
+#if _Py_SECRET_HEAP
+
+/* errno names for messages: strerrorname_np() is glibc 2.32+ only. */
+static const char *
+errno_name(int e, char *buf, size_t len)
+{
+    switch (e) {
+    case EPERM: return "EPERM";
+    case ENOMEM: return "ENOMEM";
+    case EAGAIN: return "EAGAIN";
+    case EINVAL: return "EINVAL";
+    case ENOSYS: return "ENOSYS";
+    case EFAULT: return "EFAULT";
+    default:
+        PyOS_snprintf(buf, len, "errno %d", e);
+        return buf;
+    }
+}
+
+/* "1024 MiB" when a whole number of MiB, else "N bytes". */
+static const char *
+fmt_size(size_t n, char *buf, size_t len)
+{
+    if (n >= MiB && n % MiB == 0) {
+        PyOS_snprintf(buf, len, "%zu MiB", n / MiB);
+    }
+    else if (n >= KiB && n % KiB == 0) {
+        PyOS_snprintf(buf, len, "%zu KiB", n / KiB);
+    }
+    else {
+        PyOS_snprintf(buf, len, "%zu bytes", n);
+    }
+    return buf;
+}
+
+/* mimalloc (patch "mimalloc: the secret arena"). */
+extern bool _mi_manage_os_memory_secret(void *start, size_t size,
+                                        mi_arena_id_t *arena_id);
+extern void _mi_secret_purge(mi_heap_t *heap);
+
+static settings cfg;                /* read once, when reserving */
+static _PyOnceFlag reserve_once;
+static int reserve_errno;           /* set if the reservation failed */
+static size_t page_size;
+
+/* --- locking: what RLIMIT_MEMLOCK allows ----------------------------- */
 
 static size_t
 vmlck_bytes(void)
@@ -278,244 +286,257 @@ vmlck_bytes(void)
 }
 
 static int
-lock_range(void *base, size_t len)
+has_cap_ipc_lock(void)
 {
-    return (int)syscall(SYS_mlock2, base, len, MLOCK_ONFAULT);
-}
-
-/* Best effort: the whole range if the kernel allows it (CAP_IPC_LOCK or a
- * large enough limit), else the longest prefix that fits the limit.
- * mimalloc claims arena blocks from the start, so a prefix is what gets
- * used first. */
-static void
-lock_best_effort(void *base, size_t size)
-{
-    struct rlimit rl;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    flags.locked_bytes = 0;
-    flags.lock_errno = 0;
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
-        flags.lock_limit = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX
-                                                         : (size_t)rl.rlim_cur;
-    }
-    if (lock_range(base, size) == 0) {
-        flags.locked_bytes = size;
-        return;
-    }
-    flags.lock_errno = errno;
-    size_t used = vmlck_bytes();
-    size_t len = flags.lock_limit > used ? flags.lock_limit - used : 0;
-    if (len > size) {
-        len = size;
-    }
-    len &= ~(page - 1);
-    while (len >= page) {
-        if (lock_range(base, len) == 0) {
-            flags.locked_bytes = len;
-            return;
-        }
-        flags.lock_errno = errno;
-        len = (len / 2) & ~(page - 1);
-    }
-}
-
-static void
-atfork_child(void)
-{
-    /* The child has one thread: no lock can be held by another. */
-    registry_mutex = (PyMutex){0};
-    grow_mutex = (PyMutex){0};
-    /* mlocks are not inherited across fork(). */
-    if (_PySecret_range.size != 0 && flags.locked_bytes != 0) {
-        if (lock_range((void *)_PySecret_range.base,
-                       flags.locked_bytes) != 0) {
-            flags.locked_bytes = 0;
-            flags.lock_errno = errno;
-        }
-    }
-}
-
-static void shutdown_zero(void);
-
-static int
-reserve(void *arg)
-{
-    (void)arg;
-    size_t size = configured_size();
-    if (size == 0) {
-        reserve_errno = EINVAL;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int cap = 0;
+    if (f == NULL) {
         return 0;
     }
-    char *base = NULL;
-    /* The reservation: whole windows (above), inaccessible, with
-     * the heap made accessible at their start. If that much address space
-     * is refused (RLIMIT_AS), the heap alone, 32 MiB aligned. */
-    size_t span = size <= SIZE_MAX - 2 * WINDOW
-                  ? (size + WINDOW - 1) & ~(WINDOW - 1) : 0;
-    size_t map = span + WINDOW;
-    char *raw = span ? mmap(NULL, map, PROT_NONE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                            -1, 0)
-                     : MAP_FAILED;
-    if (raw != MAP_FAILED) {
-        base = (char *)(((uintptr_t)raw + WINDOW - 1) & ~(WINDOW - 1));
-        if (mprotect(base, size, PROT_READ | PROT_WRITE) != 0) {
-            munmap(raw, map);
-            base = NULL;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "CapEff:", 7) == 0) {
+            cap = (strtoull(line + 7, NULL, 16) >> 14) & 1;  /* IPC_LOCK */
+            break;
         }
     }
-    if (base == NULL) {
-        span = size;
-        map = size + SEGMENT;
-        raw = mmap(NULL, map, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (raw == MAP_FAILED) {
-            reserve_errno = errno ? errno : ENOMEM;
-            return 0;       /* the once-flag is set: never retried */
+    fclose(f);
+    return cap;
+}
+
+static struct {
+    size_t limit;           /* RLIMIT_MEMLOCK soft limit, SIZE_MAX: none */
+    int cap;                /* CAP_IPC_LOCK */
+    size_t lockable;        /* when reserved: what the heap may lock */
+    int fully;              /* all of the size (and its reserve) can be */
+    int dontdump;
+    int dontdump_errno;
+} lockinfo;
+
+/* How much more the process may lock, besides what the heap has locked. */
+static size_t
+lockable_now(size_t locked_by_heap, size_t *limit, int *cap)
+{
+    struct rlimit rl;
+    *cap = has_cap_ipc_lock();
+    *limit = SIZE_MAX;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        *limit = (size_t)rl.rlim_cur;
+    }
+    if (*cap || *limit == SIZE_MAX) {
+        return SIZE_MAX;
+    }
+    size_t other = vmlck_bytes();
+    other = other > locked_by_heap ? other - locked_by_heap : 0;
+    return *limit > other ? *limit - other : 0;
+}
+
+/* --- commit accounting (mimalloc's OS primitives for the range) ------ */
+
+/* One bit per page of the range: committed (charged to the size), and
+ * locked. Changed only by the two primitives below, which mimalloc calls
+ * with the heap lock held (purges and segment frees of the secret arena
+ * happen there too; patch "mimalloc: the secret arena"); map_mutex keeps
+ * them right even so. */
+static uint64_t *committed_map, *locked_map;
+static PyMutex map_mutex;
+static size_t committed_bytes, locked_bytes, peak_committed;
+static int64_t lock_failures;       /* commits that could not be locked */
+static int lock_errno;              /* mlock2's last error */
+static int64_t decommits;
+/* Set when a commit is refused, so that mimalloc does not go on to take
+ * fresh segments it cannot use (each would be charged its header); cleared
+ * by the allocation that saw it. Under the heap lock. */
+static int commit_refused;
+
+enum { FAIL_NONE, FAIL_FULL, FAIL_LOCK };
+/* Set when a secret allocation of this thread fails; the next
+ * PyErr_NoMemory() takes it to say why (patch 0012). A failure its caller
+ * handled without PyErr_NoMemory() must not be blamed for a later,
+ * unrelated MemoryError (a size overflow, say): the next secret allocation
+ * that succeeds clears it, and so does each do() entry. */
+static _Py_thread_local int alloc_failed;
+static _Py_thread_local size_t failed_size;
+static _Py_thread_local int failed_errno;
+/* This thread may commit up to RESERVE beyond the size: while it makes
+ * the MemoryError (reserve_ok), and from then on until its next do() entry
+ * (full_since), so that the exception's traceback and the unwinding's
+ * handler indexes can still be allocated. */
+static _Py_thread_local int reserve_ok;
+static _Py_thread_local int full_since;
+/* Tests (_testsecret): every secret allocation of this thread fails except
+ * those the reserve serves, once this many more succeeded (-1: off). */
+static _Py_thread_local Py_ssize_t fail_after = -1;
+
+static inline int
+bit(const uint64_t *map, size_t i)
+{
+    return (map[i >> 6] >> (i & 63)) & 1;
+}
+
+/* Set (on) or clear the bits first..last-1 of map; returns how many
+ * changed. */
+static size_t
+set_bits(uint64_t *map, size_t first, size_t last, int on)
+{
+    size_t changed = 0;
+    for (size_t i = first; i < last; i++) {
+        uint64_t m = (uint64_t)1 << (i & 63);
+        uint64_t *w = &map[i >> 6];
+        if (((*w & m) != 0) != on) {
+            *w ^= m;
+            changed++;
         }
-        /* mimalloc needs a 32 MiB aligned start. */
-        base = (char *)(((uintptr_t)raw + SEGMENT - 1) & ~(SEGMENT - 1));
     }
-    if (base > raw) {
-        munmap(raw, base - raw);
-    }
-    char *end = base + span;
-    if (raw + map > end) {
-        munmap(end, raw + map - end);
-    }
-    if (span > size) {
-        /* The kernel would write the inaccessible rest of the window into
-         * a core dump as a (sparse) run of zeros: leave it out. */
-        (void)madvise(base + size, span - size, MADV_DONTDUMP);
-    }
-    if (madvise(base, size, MADV_DONTDUMP) == 0) {
-        flags.dontdump = 1;
-    }
-    else {
-        flags.dontdump_errno = errno;
-    }
-#ifdef MADV_NOHUGEPAGE
-    (void)madvise(base, size, MADV_NOHUGEPAGE);
-#endif
-    lock_best_effort(base, size);
-    if (pthread_key_create(&registry_key, registry_thread_end) != 0) {
-        reserve_errno = EAGAIN;
-        goto fail;
-    }
-    if (!_mi_manage_os_memory_pinned(base, size, -1, &secret_arena)) {
-        reserve_errno = ENOMEM;
-        goto fail;
-    }
-    _PySecret_range.base = (uintptr_t)base;
-    _Py_atomic_store_uintptr_release(&_PySecret_range.size, (uintptr_t)size);
-    (void)pthread_atfork(NULL, NULL, atfork_child);
-    (void)Py_AtExit(shutdown_zero);
-    return 0;
-
-fail:
-    /* Give back the locked range; heap_info() reports nothing reserved. */
-    munmap(base, span);
-    flags.locked_bytes = 0;
-    flags.dontdump = 0;
-    return 0;
+    return changed;
 }
 
-/* Best effort must not be silent: once per process, the first do() (or
- * protections()) of a process whose heap is only partly locked warns.
- * -W error::RuntimeWarning makes it an error, for who would rather not
- * run so. */
-static int lock_warned;
-
-static int
-warn_partial_lock(void)
+static size_t
+count_clear(const uint64_t *map, size_t first, size_t last)
 {
-    char limit[32];
-    if (flags.lock_limit == SIZE_MAX) {
-        PyOS_snprintf(limit, sizeof(limit), "unlimited");
+    size_t n = 0;
+    for (size_t i = first; i < last; i++) {
+        n += !bit(map, i);
     }
-    else {
-        PyOS_snprintf(limit, sizeof(limit), "%zu KiB",
-                      flags.lock_limit >> 10);
-    }
-    return PyErr_WarnFormat(
-        PyExc_RuntimeWarning, 1,
-        "secret: only %zu KiB of the %zu MiB secret heap could be locked "
-        "against swap (%s; RLIMIT_MEMLOCK %s): secret blocks beyond them "
-        "may be swapped out. Grant CAP_IPC_LOCK, or raise RLIMIT_MEMLOCK "
-        "to the heap size or lower it with PYTHONSECRETHEAPSIZE.",
-        flags.locked_bytes >> 10, (size_t)_PySecret_range.size >> 20,
-        flags.lock_errno ? strerrorname_np(flags.lock_errno) : "-", limit);
+    return n;
 }
 
-/* The whole reservation is locked against swap (best effort, §3.4: else
- * only a prefix of it, flags.locked_bytes). */
-static int
-all_locked(void)
+static void
+page_span(void *start, size_t size, size_t *first, size_t *last)
 {
-    return _PySecret_range.size != 0
-           && flags.locked_bytes >= _PySecret_range.size;
+    uintptr_t off = (uintptr_t)start - _PySecret_range.base;
+    *first = off / page_size;
+    *last = (off + size + page_size - 1) / page_size;
 }
 
 int
-_PySecretHeap_EnsureReserved(void)
+_PySecretHeap_OsCommit(void *start, size_t size)
 {
-    if (_Py_atomic_load_uintptr_acquire(&_PySecret_range.size) == 0) {
-        _PyOnceFlag_CallOnce(&reserve_once, reserve, NULL);
+    size_t first, last;
+    page_span(start, size, &first, &last);
+    PyMutex_LockFlags(&map_mutex, _Py_LOCK_DONT_DETACH);
+    size_t fresh = count_clear(committed_map, first, last) * page_size;
+    size_t limit = cfg.size + (reserve_ok || full_since ? RESERVE : 0);
+    if (commit_refused || committed_bytes + fresh > limit) {
+        commit_refused = 1;
+        alloc_failed = FAIL_FULL;
+        PyMutex_Unlock(&map_mutex);
+        return ENOMEM;
     }
-    if (_PySecret_range.size == 0) {
-        if (bad_size_source != NULL) {
-            PyErr_Format(PyExc_ValueError,
-                         "secret.do(): %s=%s is not a size: use a number "
-                         "of bytes with an optional K, M or G suffix, "
-                         "e.g. 256M or 2G", bad_size_source, bad_size_text);
-            return -1;
+    if (syscall(SYS_mlock2, start, size, MLOCK_ONFAULT) == 0) {
+        locked_bytes += set_bits(locked_map, first, last, 1) * page_size;
+    }
+    else {
+        lock_errno = errno;
+        lock_failures++;
+        if (cfg.require_lock) {
+            /* Never secret memory the kernel may swap. */
+            commit_refused = 1;
+            alloc_failed = FAIL_LOCK;
+            failed_errno = lock_errno;
+            PyMutex_Unlock(&map_mutex);
+            return ENOMEM;
         }
-        errno = reserve_errno;
-        PyErr_Format(PyExc_MemoryError,
-                     "secret.do(): cannot reserve the secret heap (%s)",
-                     strerror(reserve_errno ? reserve_errno : ENOMEM));
-        return -1;
     }
-    if (!all_locked()
-        && !_Py_atomic_load_int_relaxed(&lock_warned)
-        && _Py_atomic_exchange_int(&lock_warned, 1) == 0)
-    {
-        if (warn_partial_lock() < 0) {
-            /* An error by the warnings filter: every do() refuses. */
-            _Py_atomic_store_int(&lock_warned, 0);
-            return -1;
-        }
+    set_bits(committed_map, first, last, 1);
+    committed_bytes += fresh;
+    if (committed_bytes > peak_committed) {
+        peak_committed = committed_bytes;
     }
+    PyMutex_Unlock(&map_mutex);
     return 0;
 }
 
-/* Locking is best effort (spec §3.4): a partly locked heap keeps its
- * blocks beyond the locked prefix out of core dumps but not out of swap,
- * and protections() must not say otherwise. */
 int
-_PySecretHeap_OutOfDumpsAndSwap(void)
+_PySecretHeap_OsDecommit(void *start, size_t size)
 {
-    return flags.dontdump && all_locked();
+    size_t first, last;
+    page_span(start, size, &first, &last);
+    PyMutex_LockFlags(&map_mutex, _Py_LOCK_DONT_DETACH);
+    /* Its blocks were zeroed when freed: the pages given back hold no
+     * secret. MADV_DONTNEED refuses locked pages: unlock first. */
+    (void)munlock(start, size);
+    int err = madvise(start, size, MADV_DONTNEED) == 0 ? 0 : errno;
+    locked_bytes -= set_bits(locked_map, first, last, 0) * page_size;
+    committed_bytes -= set_bits(committed_map, first, last, 0) * page_size;
+    decommits++;
+    PyMutex_Unlock(&map_mutex);
+    return err;
 }
 
-/* --- allocation ------------------------------------------------------ */
+/* --- the heap -------------------------------------------------------- */
 
-static mi_heap_t *
-thread_heap(void)
+static mi_arena_id_t secret_arena;
+static mi_tld_t heap_tld;
+static mi_heap_t the_heap;
+static PyMutex heap_mutex;
+
+/* Counters for heap_info(), under the heap lock. */
+typedef struct {
+    int64_t live_bytes;
+    int64_t zeroed_bytes;
+    int64_t allocations;
+    int64_t frees;
+    int64_t exhausted;
+    int64_t trims;
+} heap_stats;
+static heap_stats stats;
+
+/* Giving memory back: mimalloc purges freed pages after a delay, when the
+ * heap is next used. After large frees (a large do() that returned) the
+ * heap purges at once: when committed memory exceeds what is in use by
+ * more than trim_floor (what the last trim could not give back) plus
+ * TRIM_MIN or half the bytes in use. */
+#define TRIM_MIN (4 * MiB)
+#define GROW_MIN ((size_t)64 << 10)     /* see grow_alloc() */
+static size_t trim_floor;
+
+static inline void
+heap_lock(void)
 {
-    mi_heap_t *h = (mi_heap_t *)_PySecret_tls.heap;
-    if (h == NULL) {
-        if (_PySecret_range.size == 0) {
-            return NULL;
-        }
-        h = mi_heap_new_in_arena(secret_arena);
-        if (h == NULL) {
-            return NULL;
-        }
-        _PySecret_tls.heap = h;
-        _Py_atomic_add_int64(&heap_threads, 1);
+    PyMutex_LockFlags(&heap_mutex, _Py_LOCK_DONT_DETACH);
+}
+
+static inline void
+heap_unlock(void)
+{
+    PyMutex_Unlock(&heap_mutex);
+}
+
+/* With the heap lock held. */
+static void
+trim_locked(void)
+{
+    _mi_secret_purge(&the_heap);
+    stats.trims++;
+    size_t live = (size_t)stats.live_bytes;
+    trim_floor = committed_bytes > live ? committed_bytes - live : 0;
+}
+
+/* Checked at every 64th free and at every free of a large block: a
+ * trim needs megabytes freed, and the check costs instructions. */
+static unsigned int free_tick;
+
+static inline void
+maybe_trim(size_t freed)
+{
+    if ((++free_tick & 63) != 0 && freed < GROW_MIN) {
+        return;
     }
-    return h;
+    size_t live = (size_t)stats.live_bytes;
+    size_t spare = committed_bytes > live ? committed_bytes - live : 0;
+    if (spare <= trim_floor) {
+        trim_floor = spare;
+    }
+    else if (spare - trim_floor > Py_MAX(TRIM_MIN, live / 2)) {
+        trim_locked();
+    }
+}
+
+int
+_PySecret_GetMode(void)
+{
+    return _PySecret_tls.mode;
 }
 
 static inline size_t
@@ -567,84 +588,136 @@ zero_block(void *p, size_t n)
     }
 }
 
-/* Set when a secret allocation of this thread fails; the next
- * PyErr_NoMemory() takes it to say the secret heap is full (patch 0012).
- * A failure its caller handled without PyErr_NoMemory() must not be
- * blamed for a later, unrelated MemoryError (a size overflow, say): the
- * next secret allocation that succeeds clears it, and so does each do()
- * entry. */
-static _Py_thread_local int alloc_failed;
-
 void
 _PySecretHeap_ForgetFailure(void)
 {
-    alloc_failed = 0;
+    alloc_failed = FAIL_NONE;
+    full_since = 0;
 }
 
 int
-_PySecretHeap_TakeFailure(size_t *reserved)
+_PySecretHeap_SetReserve(int on)
 {
-    int failed = alloc_failed;
-    alloc_failed = 0;
-    *reserved = (size_t)_PySecret_range.size;
-    return failed;
+    int was = reserve_ok;
+    reserve_ok = on;
+    return was;
 }
 
-static inline void *
-counted(void *p)
+static int
+injected_failure(void)
 {
-    count_thread();
-    if (p == NULL) {
-        BUMP(exhausted, 1);
-        alloc_failed = 1;
+    if (fail_after < 0 || reserve_ok || full_since) {
+        return 0;
+    }
+    if (fail_after > 0) {
+        fail_after--;
+        return 0;
+    }
+    return 1;
+}
+
+/* The heap lock is held; n is rounded. */
+static void *
+alloc_locked(size_t n, int zero)
+{
+    void *p = zero ? mi_heap_zalloc(&the_heap, n)
+                   : mi_heap_malloc(&the_heap, n);
+    if (__builtin_expect(p == NULL || commit_refused, 0)) {
+        commit_refused = 0;
+        if (p == NULL) {
+            /* Give back what other threads freed and the pages mimalloc
+             * keeps for later, then try once more. */
+            trim_locked();
+            p = zero ? mi_heap_zalloc(&the_heap, n)
+                     : mi_heap_malloc(&the_heap, n);
+            commit_refused = 0;
+        }
+    }
+    return p;
+}
+
+static void *
+heap_alloc(size_t n, int zero)
+{
+    if (__builtin_expect(_PySecret_range.size == 0, 0)) {
+        alloc_failed = FAIL_FULL;
+        failed_size = n;
         return NULL;
     }
-    alloc_failed = 0;
-    BUMP(live_bytes, usable_size(p));
-    BUMP(allocations, 1);
+    if (__builtin_expect(fail_after >= 0, 0) && injected_failure()) {
+        alloc_failed = FAIL_FULL;
+        failed_size = n;
+        heap_lock();
+        stats.exhausted++;
+        heap_unlock();
+        return NULL;
+    }
+    n = round16(n ? n : 1);
+    heap_lock();
+    void *p = alloc_locked(n, zero);
+    if (p != NULL) {
+        stats.live_bytes += usable_size(p);
+        stats.allocations++;
+    }
+    else {
+        stats.exhausted++;
+    }
+    heap_unlock();
+    if (p == NULL) {
+        if (alloc_failed == FAIL_NONE) {
+            alloc_failed = FAIL_FULL;    /* no address space left */
+        }
+        failed_size = n;
+        return NULL;
+    }
+    alloc_failed = FAIL_NONE;
     return p;
 }
 
 void *
 _PySecretHeap_Malloc(size_t n)
 {
-    mi_heap_t *h = thread_heap();
-    if (h == NULL) {
-        return counted(NULL);
-    }
-    return counted(mi_heap_malloc(h, round16(n ? n : 1)));
+    return heap_alloc(n, 0);
 }
 
 void *
 _PySecretHeap_Calloc(size_t nelem, size_t elsize)
 {
     if (elsize != 0 && nelem > SIZE_MAX / elsize) {
-        alloc_failed = 0;           /* an overflow, not a full heap */
+        alloc_failed = FAIL_NONE;       /* an overflow, not a full heap */
         return NULL;
     }
-    mi_heap_t *h = thread_heap();
-    if (h == NULL) {
-        return counted(NULL);
-    }
-    size_t n = nelem * elsize;
-    return counted(mi_heap_zalloc(h, round16(n ? n : 1)));
+    return heap_alloc(nelem * elsize, 1);
 }
 
 /* Growing blocks. glibc grows a large ordinary block in place (mremap);
  * a secret block that moves must be copied and its old copy zeroed, which
  * made a bytearray grown to 1 MiB inside do() 6x slower than outside. So
  * a secret realloc that grows a block to GROW_MIN or more gives it
- * headroom: a block GROW_FACTOR times larger, whose untouched part costs
- * address space in the arena but no memory (the arena is pinned, never
- * pre-faulted; mlock2(MLOCK_ONFAULT) locks pages as they are touched).
- * Later growths happen in place (a block ends up copied about once per
- * GROW_FACTOR growth, instead of once per half). Such a block's
+ * headroom: a block GROW_FACTOR times larger, whose untouched part is
+ * committed (charged to the heap's size and to RLIMIT_MEMLOCK) but never
+ * faulted in (mlock2(MLOCK_ONFAULT) makes pages resident as they are
+ * touched). Later growths happen in place (a block ends up copied about
+ * once per GROW_FACTOR growth, instead of once per half). Such a block's
  * high-water mark (the most it was ever asked to hold, all a caller may
  * have written) is kept in a small table, and only that much is zeroed
  * when it is freed or moved, so the headroom is never faulted in.
- * Headroom blocks hold at most a quarter of the arena (a block at most a
+ * Headroom blocks hold at most a quarter of the heap (a block at most a
  * sixteenth); when there is no room for headroom, a block grows as before
  * (by half at least). */
+#define GROW_FACTOR 32
+#define GROW_SLOTS 64
+
+static struct {
+    uintptr_t block;
+    size_t high;                /* bytes that may hold data */
+    size_t usable;
+} grow_table[GROW_SLOTS];
+static int grow_count;          /* entries in use; read without the lock
+                                   (acquire: a block handed to another
+                                   thread is found there) */
+static size_t grow_bytes;       /* sum of their usable sizes */
+static PyMutex grow_mutex;
 
 static inline void
 grow_lock(void)
@@ -698,15 +771,15 @@ grow_alloc(size_t n, size_t old)
         want = old + old / 2;           /* at least by half */
     }
     size_t room = n <= SIZE_MAX / GROW_FACTOR ? n * GROW_FACTOR : n;
-    if (room > _PySecret_range.size / 16) {
-        room = _PySecret_range.size / 16;
+    if (room > cfg.size / 16) {
+        room = cfg.size / 16;
     }
     if (n <= old || n < GROW_MIN || room / 2 < n) {
         return _PySecretHeap_Malloc(want);
     }
     grow_lock();
     int slot = grow_find(NULL);
-    int ok = slot >= 0 && grow_bytes + room <= _PySecret_range.size / 4;
+    int ok = slot >= 0 && grow_bytes + room <= cfg.size / 4;
     if (ok) {
         grow_table[slot].block = 1;     /* reserved while unlocked */
         grow_bytes += room;
@@ -739,11 +812,13 @@ static inline Py_ALWAYS_INLINE void
 free_zeroed(void *p, size_t usable, size_t high)
 {
     zero_block(p, high);
-    count_thread();
-    BUMP(live_bytes, -(int64_t)usable);
-    BUMP(zeroed_bytes, high);
-    BUMP(frees, 1);
+    heap_lock();
+    stats.live_bytes -= (int64_t)usable;
+    stats.zeroed_bytes += (int64_t)high;
+    stats.frees++;
     mi_free(p);
+    maybe_trim(usable);
+    heap_unlock();
 }
 
 void
@@ -797,9 +872,328 @@ _PySecretHeap_Adopt(void *p, size_t old_size, size_t n,
     }
     memcpy(q, p, Py_MIN(old_size, n));
     explicit_bzero(p, old_size);
-    BUMP(zeroed_bytes, old_size);
+    heap_lock();
+    stats.zeroed_bytes += (int64_t)old_size;
+    heap_unlock();
     free_old(p);
     return q;
+}
+
+/* --- exhaustion ------------------------------------------------------ */
+
+int
+_PySecretHeap_TakeFailure(char *buf, size_t len)
+{
+    int failed = alloc_failed;
+    char size[32], used[32], limit[32];
+    alloc_failed = FAIL_NONE;
+    if (failed == FAIL_NONE) {
+        return 0;
+    }
+    full_since = 1;
+    if (failed == FAIL_LOCK) {
+        char name[32];
+        PyOS_snprintf(
+            buf, len,
+            "secret heap: memory for a secret allocation of %zu bytes could "
+            "not be locked against swap (mlock2: %s; RLIMIT_MEMLOCK %s) and "
+            "the secret heap must be locked (secret_require_lock): raise "
+            "RLIMIT_MEMLOCK or grant CAP_IPC_LOCK", failed_size,
+            errno_name(failed_errno, name, sizeof(name)),
+            lockinfo.limit == SIZE_MAX
+                ? "unlimited" : fmt_size(lockinfo.limit, limit,
+                                         sizeof(limit)));
+        return 1;
+    }
+    PyOS_snprintf(
+        buf, len,
+        "secret heap exhausted: a secret allocation of %zu bytes did not "
+        "fit in the secret heap's %s (%zu bytes; %zu in use by live "
+        "blocks). Set its size with -X secret_heap_size=SIZE or "
+        "PYTHONSECRETHEAPSIZE=SIZE, e.g. 2G", failed_size,
+        fmt_size(cfg.size, size, sizeof(size)), cfg.size,
+        (size_t)Py_MAX(stats.live_bytes, 0));
+    (void)used;
+    return 1;
+}
+
+/* ceval's exception_unwind could not allocate the int of a handler's lasti
+ * (past the small ints): outside secret mode, NULL (upstream's retry);
+ * in secret mode the int, from the heap's reserve, and the MemoryError that
+ * failure raised stays raised. Never NULL in secret mode, so the unwinding
+ * cannot find the same handler again forever. */
+PyObject *
+_PySecretHeap_HandlerIndex(int lasti)
+{
+    if (!_PySecret_InMode()) {
+        return NULL;
+    }
+    PyObject *exc = PyErr_GetRaisedException();
+    int was = _PySecretHeap_SetReserve(1);
+    PyObject *r = PyLong_FromLong(lasti);
+    _PySecretHeap_SetReserve(was);
+    if (r == NULL) {
+        /* Not even the reserve: a small int (never allocated). Only
+         * RERAISE reads it, to set the frame's instruction pointer (its
+         * line number) while the exception propagates; the traceback keeps
+         * the right line. */
+        PyErr_Clear();
+        r = PyLong_FromLong(0);
+    }
+    PyErr_SetRaisedException(exc);
+    return r;
+}
+
+/* --- reservation ----------------------------------------------------- */
+
+/* The address space: the size and a quarter more (mimalloc's pages are
+ * committed where its segments have room, and a block above 16 MiB takes
+ * whole 32 MiB units), plus two segments. */
+static size_t
+address_space(size_t size)
+{
+    size_t span = size + size / 4 + 2 * SEGMENT;
+    return (span + SEGMENT - 1) & ~(SEGMENT - 1);
+}
+
+static void
+atfork_prepare(void)
+{
+    heap_lock();
+}
+
+static void
+atfork_parent(void)
+{
+    heap_unlock();
+}
+
+static void
+atfork_child(void)
+{
+    /* The child has one thread: no lock can be held by another. */
+    heap_mutex = (PyMutex){0};
+    map_mutex = (PyMutex){0};
+    grow_mutex = (PyMutex){0};
+    /* mlocks are not inherited across fork(): lock the committed pages
+     * again, run by run. */
+    if (_PySecret_range.size == 0) {
+        return;
+    }
+    size_t pages = _PySecret_range.size / page_size;
+    size_t i = 0;
+    locked_bytes = 0;
+    while (i < pages) {
+        if (!bit(locked_map, i)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < pages && bit(locked_map, j)) {
+            j++;
+        }
+        char *p = (char *)_PySecret_range.base + i * page_size;
+        if (syscall(SYS_mlock2, p, (j - i) * page_size, MLOCK_ONFAULT) == 0) {
+            locked_bytes += (j - i) * page_size;
+        }
+        else {
+            lock_errno = errno;
+            lock_failures++;
+            set_bits(locked_map, i, j, 0);
+        }
+        i = j;
+    }
+}
+
+static void shutdown_zero(void);
+
+static int
+reserve(void *arg)
+{
+    (void)arg;
+    read_settings(&cfg);
+    if (cfg.size == 0) {
+        reserve_errno = EINVAL;
+        return 0;
+    }
+    page_size = (size_t)sysconf(_SC_PAGESIZE);
+    size_t size = address_space(cfg.size);
+    char *base = NULL;
+    /* The reservation: whole windows (above), inaccessible, with
+     * the heap made accessible at their start. If that much address space
+     * is refused (RLIMIT_AS), the heap alone, 32 MiB aligned. */
+    size_t span = size <= SIZE_MAX - 2 * WINDOW
+                  ? (size + WINDOW - 1) & ~(WINDOW - 1) : 0;
+    size_t map = span + WINDOW;
+    char *raw = span ? mmap(NULL, map, PROT_NONE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                            -1, 0)
+                     : MAP_FAILED;
+    if (raw != MAP_FAILED) {
+        base = (char *)(((uintptr_t)raw + WINDOW - 1) & ~(WINDOW - 1));
+        if (mprotect(base, size, PROT_READ | PROT_WRITE) != 0) {
+            munmap(raw, map);
+            base = NULL;
+        }
+    }
+    if (base == NULL) {
+        span = size;
+        map = size + SEGMENT;
+        raw = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (raw == MAP_FAILED) {
+            reserve_errno = errno ? errno : ENOMEM;
+            return 0;       /* the once-flag is set: never retried */
+        }
+        /* mimalloc needs a 32 MiB aligned start. */
+        base = (char *)(((uintptr_t)raw + SEGMENT - 1) & ~(SEGMENT - 1));
+    }
+    if (base > raw) {
+        munmap(raw, base - raw);
+    }
+    char *end = base + span;
+    if (raw + map > end) {
+        munmap(end, raw + map - end);
+    }
+    if (span > size) {
+        /* The kernel would write the inaccessible rest of the window into
+         * a core dump as a (sparse) run of zeros: leave it out. */
+        (void)madvise(base + size, span - size, MADV_DONTDUMP);
+    }
+    if (madvise(base, size, MADV_DONTDUMP) == 0) {
+        lockinfo.dontdump = 1;
+    }
+    else {
+        lockinfo.dontdump_errno = errno;
+    }
+#ifdef MADV_NOHUGEPAGE
+    (void)madvise(base, size, MADV_NOHUGEPAGE);
+#endif
+    lockinfo.lockable = lockable_now(0, &lockinfo.limit, &lockinfo.cap);
+    lockinfo.fully = lockinfo.lockable >= cfg.size + RESERVE;
+    size_t words = (size / page_size + 63) / 64;
+    committed_map = PyMem_RawCalloc(words, sizeof(uint64_t));
+    locked_map = PyMem_RawCalloc(words, sizeof(uint64_t));
+    if (committed_map == NULL || locked_map == NULL
+        || !_mi_manage_os_memory_secret(base, size, &secret_arena))
+    {
+        reserve_errno = ENOMEM;
+        PyMem_RawFree(committed_map);
+        PyMem_RawFree(locked_map);
+        munmap(base, span);
+        lockinfo.dontdump = 0;
+        return 0;
+    }
+    /* One heap with its own thread data, used by every thread under
+     * heap_mutex (never by mimalloc's thread hooks). */
+    _mi_tld_init(&heap_tld, &the_heap);
+    _mi_heap_init_ex(&the_heap, &heap_tld, secret_arena, true, 0);
+    the_heap.thread_id = 0;
+    _PySecret_range.base = (uintptr_t)base;
+    _Py_atomic_store_uintptr_release(&_PySecret_range.size, (uintptr_t)size);
+    (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    (void)Py_AtExit(shutdown_zero);
+    return 0;
+}
+
+/* Once per process, at the first do() (or protections()): a heap that may
+ * hold more than can be locked, and settings the environment gave but -E
+ * or -I made ignored, are said, not silent. A warnings filter that makes
+ * one an error makes every do() refuse. */
+static int warned;
+
+static int
+startup_warnings(void)
+{
+    char a[32], b[32], c[32];
+    for (int i = 0; i < 2 && cfg.ignored[i] != NULL; i++) {
+        if (PyErr_WarnFormat(
+                PyExc_RuntimeWarning, 1,
+                "secret: %s is set but ignored (-E or -I): use -X %s "
+                "instead", cfg.ignored[i],
+                strcmp(cfg.ignored[i], "PYTHONSECRETHEAPSIZE") == 0
+                    ? "secret_heap_size=SIZE" : "secret_require_lock") < 0)
+        {
+            return -1;
+        }
+    }
+    if (!lockinfo.fully) {
+        return PyErr_WarnFormat(
+            PyExc_RuntimeWarning, 1,
+            "secret: only %s of the %s secret heap can be locked against "
+            "swap (RLIMIT_MEMLOCK %s): secret blocks beyond them may be "
+            "swapped out. Lower the heap's size to fit "
+            "(-X secret_heap_size=SIZE or PYTHONSECRETHEAPSIZE), raise "
+            "RLIMIT_MEMLOCK above it or grant CAP_IPC_LOCK; "
+            "-X secret_require_lock refuses to run do() instead.",
+            fmt_size(lockinfo.lockable, a, sizeof(a)),
+            fmt_size(cfg.size, b, sizeof(b)),
+            lockinfo.limit == SIZE_MAX ? "unlimited"
+                                       : fmt_size(lockinfo.limit, c,
+                                                  sizeof(c)));
+    }
+    return 0;
+}
+
+int
+_PySecretHeap_EnsureReserved(void)
+{
+    if (_Py_atomic_load_uintptr_acquire(&_PySecret_range.size) == 0) {
+        _PyOnceFlag_CallOnce(&reserve_once, reserve, NULL);
+    }
+    if (_PySecret_range.size == 0) {
+        if (cfg.size == 0) {
+            PyErr_Format(PyExc_ValueError, "secret.do(): %s", cfg.error);
+            return -1;
+        }
+        errno = reserve_errno;
+        PyErr_Format(PyExc_MemoryError,
+                     "secret.do(): cannot reserve the secret heap (%s)",
+                     strerror(reserve_errno ? reserve_errno : ENOMEM));
+        return -1;
+    }
+    if (cfg.require_lock && !lockinfo.fully) {
+        char a[32], b[32], c[32];
+        PyErr_Format(
+            PyExc_RuntimeError,
+            "secret.do(): the secret heap must be locked against swap "
+            "(secret_require_lock), but RLIMIT_MEMLOCK (%s) lets it lock "
+            "only %s of its %s and 1 MiB of reserve: lower its size "
+            "(-X secret_heap_size), raise RLIMIT_MEMLOCK or grant "
+            "CAP_IPC_LOCK",
+            lockinfo.limit == SIZE_MAX ? "unlimited"
+                : fmt_size(lockinfo.limit, a, sizeof(a)),
+            fmt_size(lockinfo.lockable, b, sizeof(b)),
+            fmt_size(cfg.size, c, sizeof(c)));
+        return -1;
+    }
+    if (!_Py_atomic_load_int_relaxed(&warned)
+        && _Py_atomic_exchange_int(&warned, 1) == 0)
+    {
+        if (startup_warnings() < 0) {
+            /* An error by the warnings filter: every do() refuses. */
+            _Py_atomic_store_int(&warned, 0);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
+_PySecretHeap_NoCoreDump(void)
+{
+    return _PySecret_range.size != 0 && lockinfo.dontdump;
+}
+
+/* Every secret page committed so far was locked, and every one the heap
+ * can commit will be: the limit covers its size, or unlocked memory is
+ * refused. */
+int
+_PySecretHeap_NoSwap(void)
+{
+    return _PySecret_range.size != 0
+           && (lockinfo.fully || cfg.require_lock)
+           && _Py_atomic_load_int64_relaxed(&lock_failures) == 0;
 }
 
 /* --- threads and shutdown -------------------------------------------- */
@@ -807,20 +1201,10 @@ _PySecretHeap_Adopt(void *p, size_t old_size, size_t n,
 void
 _PySecretHeap_ThreadDone(void)
 {
-    mi_heap_t *h = (mi_heap_t *)_PySecret_tls.heap;
+    /* The thread holds nothing of the heap: leaving secret mode for good
+     * is all. */
     _PySecret_tls.mode = 0;
-    if (h == NULL) {
-        return;
-    }
-    _PySecret_tls.heap = NULL;
-    /* Pages with live blocks go whole to mimalloc's abandoned pool (a
-     * secret segment only holds secret pages), where only a secret heap
-     * may reclaim them; then the empty heap is deleted. Never
-     * mi_heap_destroy() (frees live blocks) and never a plain
-     * mi_heap_delete() (moves secret pages into the ordinary heap). */
-    _mi_heap_collect_abandon(h);
-    mi_heap_delete(h);
-    _Py_atomic_add_int64(&heap_threads, -1);
+    fail_after = -1;
 }
 
 static bool
@@ -837,47 +1221,41 @@ zero_visitor(const mi_heap_t *heap, const mi_heap_area_t *area, void *block,
     return true;
 }
 
-/* Py_AtExit: the interpreter is gone; zero the secret blocks still live in
- * this thread's heap and in abandoned secret segments. They stay allocated
- * (a late free still works). */
+/* Py_AtExit: the interpreter is gone; zero the secret blocks still live.
+ * They stay allocated (a late free still works). */
 static void
 shutdown_zero(void)
 {
     uint64_t n = 0;
-    mi_heap_t *h = (mi_heap_t *)_PySecret_tls.heap;
-    if (h != NULL) {
-        mi_heap_visit_blocks(h, true, zero_visitor, &n);
-    }
-    _mi_abandoned_pool_visit_blocks(&_mi_abandoned_default, 0, true,
-                                    zero_visitor, &n);
-    count_thread();
-    BUMP(zeroed_bytes, n);
+    heap_lock();
+    mi_heap_visit_blocks(&the_heap, true, zero_visitor, &n);
+    stats.zeroed_bytes += (int64_t)n;
+    heap_unlock();
 }
 
 /* --- introspection --------------------------------------------------- */
 
-/* Resident bytes of the reservation from offset start to its end. */
+/* Resident bytes of the pages first..last-1 of the range whose bit in map
+ * is want (any if map is NULL). */
 static size_t
-resident_bytes(size_t start)
+resident_bytes(const uint64_t *map, int want)
 {
     enum { BATCH = 4096 };
     unsigned char vec[BATCH];
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t total = 0;
-    char *p = (char *)_PySecret_range.base + start;
-    char *end = (char *)_PySecret_range.base + _PySecret_range.size;
-    while (p < end) {
-        size_t n = (size_t)(end - p) / page;
-        if (n > BATCH) {
-            n = BATCH;
-        }
-        if (mincore(p, n * page, vec) != 0) {
+    size_t pages = _PySecret_range.size / page_size;
+    for (size_t i = 0; i < pages; i += BATCH) {
+        size_t n = Py_MIN((size_t)BATCH, pages - i);
+        char *p = (char *)_PySecret_range.base + i * page_size;
+        if (mincore(p, n * page_size, vec) != 0) {
             break;
         }
-        for (size_t i = 0; i < n; i++) {
-            total += (vec[i] & 1) * page;
+        for (size_t k = 0; k < n; k++) {
+            if ((vec[k] & 1)
+                && (map == NULL || bit(map, i + k) == want)) {
+                total += page_size;
+            }
         }
-        p += n * page;
     }
     return total;
 }
@@ -885,42 +1263,100 @@ resident_bytes(size_t start)
 PyObject *
 _PySecretHeap_Info(void)
 {
-    int reserved = _PySecret_range.size != 0;
-    counters sum = {0};
-    PyMutex_LockFlags(&registry_mutex, _Py_LOCK_DONT_DETACH);
-    fold(&sum, &retired);
-    for (counters *c = registry; c != NULL; c = c->next) {
-        fold(&sum, c);
+    int active = _PySecret_range.size != 0;
+    settings s;
+    size_t limit, lockable;
+    int cap;
+    char name[32];
+    if (active) {
+        s = cfg;
+        limit = lockinfo.limit;
+        lockable = lockinfo.lockable;
     }
-    PyMutex_Unlock(&registry_mutex);
-    int partial = reserved && !all_locked();
-    const char *lock_err = partial && flags.lock_errno
-                           ? strerrorname_np(flags.lock_errno) : NULL;
-    /* Touched pages beyond the locked prefix hold (or held) secret blocks
-     * that the kernel may swap out. */
-    size_t unlocked = partial ? resident_bytes(flags.locked_bytes) : 0;
+    else {
+        /* Before the first do(): what it would reserve and lock. */
+        read_settings(&s);
+        lockable = lockable_now(0, &limit, &cap);
+    }
+    heap_lock();
+    heap_stats st = stats;
+    heap_unlock();
+    PyMutex_LockFlags(&map_mutex, _Py_LOCK_DONT_DETACH);
+    size_t committed = committed_bytes, locked = locked_bytes;
+    size_t peak = peak_committed;
+    int64_t failures = lock_failures, decommitted = decommits;
+    int err = lock_errno;
+    PyMutex_Unlock(&map_mutex);
+    size_t resident = active ? resident_bytes(NULL, 0) : 0;
+    size_t unlocked_resident = active && failures
+                               ? resident_bytes(locked_map, 0) : 0;
+    int fully = s.size != 0 && lockable >= s.size + RESERVE;
     return Py_BuildValue(
-        "{s:n,s:K,s:n,s:L,s:L,s:K,s:K,s:K,s:K,s:n,s:O,s:n,s:s,s:n,s:O,"
-        "s:L,s:i}",
+        "{s:O,s:n,s:n,s:n,s:K,s:n,s:n,s:n,s:L,s:L,s:L,s:L,s:L,s:L,s:L,"
+        "s:L,s:O,s:n,s:n,s:n,s:L,s:s,s:n,s:n,s:O,s:O,s:i}",
+        "active", active ? Py_True : Py_False,
+        "size", (Py_ssize_t)s.size,
+        "address_space", (Py_ssize_t)(s.size ? address_space(s.size) : 0),
         "reserved", (Py_ssize_t)_PySecret_range.size,
-        "base", (unsigned long long)_PySecret_range.base,
-        "committed", (Py_ssize_t)(reserved ? resident_bytes(0) : 0),
-        "live_bytes", (long long)sum.live_bytes,
-        "live_blocks", (long long)(sum.allocations - sum.frees),
-        "zeroed_bytes", (unsigned long long)sum.zeroed_bytes,
-        "allocations", (unsigned long long)sum.allocations,
-        "frees", (unsigned long long)sum.frees,
-        "exhausted", (unsigned long long)sum.exhausted,
-        "locked_bytes", (Py_ssize_t)flags.locked_bytes,
-        /* All of it: a locked prefix is reported by locked_bytes. */
-        "locked", all_locked() ? Py_True : Py_False,
-        "lock_limit", (Py_ssize_t)(flags.lock_limit == SIZE_MAX
-                                   ? -1 : (Py_ssize_t)flags.lock_limit),
-        "lock_error", lock_err,
-        "unlocked_resident", (Py_ssize_t)unlocked,
-        "dontdump", (reserved && flags.dontdump) ? Py_True : Py_False,
-        "threads", (long long)_Py_atomic_load_int64(&heap_threads),
+        "base", (unsigned long long)(active ? _PySecret_range.base : 0),
+        "committed", (Py_ssize_t)committed,
+        "peak_committed", (Py_ssize_t)peak,
+        "resident", (Py_ssize_t)resident,
+        "live_bytes", (long long)st.live_bytes,
+        "live_blocks", (long long)(st.allocations - st.frees),
+        "zeroed_bytes", (long long)st.zeroed_bytes,
+        "allocations", (long long)st.allocations,
+        "frees", (long long)st.frees,
+        "exhausted", (long long)st.exhausted,
+        "trims", (long long)st.trims,
+        "decommits", (long long)decommitted,
+        /* All it commits is locked, and will be: see _PySecretHeap_NoSwap */
+        "locked", (fully || s.require_lock) && failures == 0
+                  && (active || s.size != 0) ? Py_True : Py_False,
+        "locked_bytes", (Py_ssize_t)locked,
+        "lockable", (Py_ssize_t)(lockable == SIZE_MAX ? -1
+                                 : (Py_ssize_t)Py_MIN(lockable,
+                                                      (size_t)PY_SSIZE_T_MAX)),
+        "lock_limit", (Py_ssize_t)(limit == SIZE_MAX ? -1
+                                   : (Py_ssize_t)limit),
+        "lock_failures", (long long)failures,
+        "lock_error", err ? errno_name(err, name, sizeof(name)) : NULL,
+        "unlocked_bytes", (Py_ssize_t)(committed - locked),
+        "unlocked_resident", (Py_ssize_t)unlocked_resident,
+        "dontdump", (active && lockinfo.dontdump) ? Py_True : Py_False,
+        "require_lock", s.require_lock ? Py_True : Py_False,
         "headroom_blocks", _Py_atomic_load_int_acquire(&grow_count));
+}
+
+/* --- tests (_testsecret) --------------------------------------------- */
+
+/* From now on, every secret allocation of this thread fails once n more
+ * have succeeded (n < 0: never), except those the reserve serves (the
+ * MemoryError saying the heap is full, an unwinding's handler index). */
+PyAPI_FUNC(void)
+_PySecretHeap_TestFailAfter(Py_ssize_t n)
+{
+    fail_after = n;
+}
+
+/* What _PySecret_IsSecret(p) answers for each of ps[0..n-1] while the
+ * range is seen torn: the size published (size), the base not yet (its
+ * initial value). Only before the heap is reserved. */
+PyAPI_FUNC(int)
+_PySecretHeap_TestTornRange(const void **ps, int *out, int n, size_t size)
+{
+    if (_PySecret_range.size != 0) {
+        return -1;
+    }
+    struct _PySecretRange saved = _PySecret_range;
+    /* Nothing allocates secretly now: no do() ran, the heap is not
+     * reserved. */
+    _PySecret_range.size = size;
+    for (int i = 0; i < n; i++) {
+        out[i] = _PySecret_IsSecret(ps[i]);
+    }
+    _PySecret_range = saved;
+    return 0;
 }
 
 #else  /* !_Py_SECRET_HEAP: fallback mode */
@@ -932,7 +1368,13 @@ _PySecretHeap_EnsureReserved(void)
 }
 
 int
-_PySecretHeap_OutOfDumpsAndSwap(void)
+_PySecretHeap_NoCoreDump(void)
+{
+    return 0;
+}
+
+int
+_PySecretHeap_NoSwap(void)
 {
     return 0;
 }
@@ -945,15 +1387,21 @@ _PySecretHeap_ThreadDone(void)
 PyObject *
 _PySecretHeap_Info(void)
 {
+    settings s;
+    read_settings(&s);
     return Py_BuildValue(
-        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:O,s:i,s:O,s:i,s:O,"
-        "s:i,s:i}",
-        "reserved", 0, "base", 0, "committed", 0, "live_bytes", 0,
-        "live_blocks", 0, "zeroed_bytes", 0, "allocations", 0, "frees", 0,
-        "exhausted", 0, "locked_bytes", 0, "locked", Py_False,
-        "lock_limit", 0, "lock_error", Py_None, "unlocked_resident", 0,
-        "dontdump", Py_False,
-        "threads", 0, "headroom_blocks", 0);
+        "{s:O,s:n,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,"
+        "s:i,s:O,s:i,s:i,s:i,s:i,s:O,s:i,s:i,s:O,s:O,s:i}",
+        "active", Py_False, "size", (Py_ssize_t)s.size,
+        "address_space", 0, "reserved", 0, "base", 0,
+        "committed", 0, "peak_committed", 0, "resident", 0,
+        "live_bytes", 0, "live_blocks", 0, "zeroed_bytes", 0,
+        "allocations", 0, "frees", 0, "exhausted", 0, "trims", 0,
+        "decommits", 0, "locked", Py_False, "locked_bytes", 0,
+        "lockable", 0, "lock_limit", 0, "lock_failures", 0,
+        "lock_error", Py_None, "unlocked_bytes", 0, "unlocked_resident", 0,
+        "dontdump", Py_False, "require_lock", Py_False,
+        "headroom_blocks", 0);
 }
 
 #endif

@@ -353,7 +353,7 @@ map_fixed(char *p, size_t len, int prot, int flags)
 /* --- the fault in the reserve ------------------------------------------ */
 
 /* faulthandler's SIGSEGV handler asks us first while it is installed
- * (patch 0017); ours is installed while it is not. */
+ * (patch 0019); ours is installed while it is not. */
 static PyMutex segv_mutex;
 static int segv_needed;         /* a thread has a reserve */
 static int faulthandler_on;

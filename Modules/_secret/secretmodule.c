@@ -17,19 +17,24 @@
 
 /* What each part of spec §3 erases in this build. Each later piece of the
  * experiment flips its entry when it lands; nothing claims protection that
- * is not implemented. needs_lock: claimed only if the kernel locked and
- * excluded from dumps all of the secret heap (best effort, §3.4). */
+ * is not implemented. needs: what the kernel must have granted the secret
+ * heap for the claim (best effort, §3.4): DUMP excluded from core dumps,
+ * LOCK locked against swap. no_core_dump_or_swap (both) is kept for code
+ * written before the two were reported apart. */
+enum { DUMP = 1, LOCK = 2 };
 static const struct {
     const char *name;
     int erased;
-    int needs_lock;
+    int needs;
 } protections[] = {
     {"registers", 1, 0},                /* §3.1 */
     {"c_stack", 1, 0},                  /* §3.2 */
     {"signal_frames", 1, 0},            /* §3.2 */
     {"frame_stack", 1, 0},              /* §3.3 */
     {"heap", 1, 0},                     /* §3.4 */
-    {"no_core_dump_or_swap", 1, 1},     /* §3.4 */
+    {"no_core_dump", 1, DUMP},          /* §3.4 */
+    {"no_swap", 1, LOCK},               /* §3.4 */
+    {"no_core_dump_or_swap", 1, DUMP | LOCK},   /* §3.4, deprecated */
     /* §3.4/§3.5: buffered and text I/O objects (patch 0016) */
     {"io_buffers", 1, 0},
 };
@@ -395,11 +400,13 @@ PyDoc_STRVAR(secret_protections_doc,
 "--\n"
 "\n"
 "Return a dict: for each protection of secret.do(), whether do() gives it\n"
-"in this process. All False in fallback mode. no_core_dump_or_swap is True\n"
-"only if the whole secret heap is excluded from core dumps and locked\n"
-"(locking is best effort, limited by RLIMIT_MEMLOCK without CAP_IPC_LOCK;\n"
-"heap_info() says how much was granted). Reserves the secret heap if no\n"
-"do() has yet, and raises what do() would if that fails.");
+"in this process. All False in fallback mode. no_core_dump: the secret\n"
+"heap is excluded from core dumps. no_swap: all of it is locked against\n"
+"swap, now and as it grows (RLIMIT_MEMLOCK covers its size, or\n"
+"-X secret_require_lock refuses unlocked memory; heap_info() says what\n"
+"was granted). no_core_dump_or_swap (deprecated): both. Reserves the\n"
+"secret heap if no do() has yet, and raises what do() would if that\n"
+"fails.");
 
 static PyObject *
 secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -409,14 +416,15 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
     if (_PySecretHeap_EnsureReserved() < 0) {
         return NULL;
     }
-    int out_of_swap = _PySecretHeap_OutOfDumpsAndSwap();
+    int granted = (_PySecretHeap_NoCoreDump() ? DUMP : 0)
+                  | (_PySecretHeap_NoSwap() ? LOCK : 0);
     PyObject *dict = PyDict_New();
     if (dict == NULL) {
         return NULL;
     }
     for (size_t i = 0; i < Py_ARRAY_LENGTH(protections); i++) {
         int on = (_PySecret_SUPPORTED && protections[i].erased
-                  && (out_of_swap || !protections[i].needs_lock));
+                  && (protections[i].needs & ~granted) == 0);
         if (PyDict_SetItemString(dict, protections[i].name,
                                  on ? Py_True : Py_False) < 0) {
             Py_DECREF(dict);
@@ -431,14 +439,17 @@ PyDoc_STRVAR(secret_heap_info_doc,
 "--\n"
 "\n"
 "Return a dict describing the secret heap, where every block allocated in\n"
-"secret mode lives and is zeroed when freed: reserved, base, committed\n"
-"(resident bytes), live_bytes, live_blocks, zeroed_bytes, allocations,\n"
-"frees, exhausted (failed allocations), locked (all of it locked),\n"
-"locked_bytes, lock_limit (RLIMIT_MEMLOCK, -1 = unlimited), lock_error,\n"
-"unlocked_resident (resident bytes beyond the locked part: they may be\n"
-"swapped), dontdump (excluded from core dumps), threads (owning a secret\n"
-"heap), headroom_blocks.\n"
-"All zero before the first secret.do() and in fallback mode.");
+"secret mode lives and is zeroed when freed. Its settings and what the\n"
+"kernel would grant: size (bytes it may commit: -X secret_heap_size),\n"
+"require_lock, lockable (bytes RLIMIT_MEMLOCK lets it lock, -1 = no\n"
+"limit), lock_limit, locked (all it commits is and will be locked),\n"
+"address_space. Once reserved (active): reserved, base, committed,\n"
+"peak_committed, resident, locked_bytes, unlocked_bytes,\n"
+"unlocked_resident (may be swapped), lock_failures, lock_error, dontdump,\n"
+"live_bytes, live_blocks, zeroed_bytes, allocations, frees, exhausted\n"
+"(failed allocations), trims, decommits, headroom_blocks. See\n"
+"docs/heap.md.\n"
+"Before the first secret.do() the counters are zero.");
 
 static PyObject *
 secret_heap_info(PyObject *module, PyObject *Py_UNUSED(ignored))

@@ -11,6 +11,7 @@ import os, resource, sys
 import secret, _testsecret as T
 P = os.urandom(8).replace(b"\0", b"\1")
 mode = sys.argv[1]
+secret.protections()    # the secret heap reserved (and its warning) first
 if mode == "fd-exhausted":
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))

@@ -470,6 +470,49 @@ def test_worker_thread_frames(how, protect):
     assert (bad == []) == protect, bad
 
 
+def deep_in_pool(n, key):
+    if n:
+        return deep_in_pool(n - 1, key)
+    raise ValueError("deep")
+
+
+def test_deep_worker_traceback():
+    # Thousands of entries made outside secret mode (a pool worker's
+    # recursion), re-raised by func: each is dropped, the walk stays linear.
+    key = new_secret()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(int).result()
+        e = catch(secret.do, lambda: pool.submit(deep_in_pool, 900,
+                                                 key).result())
+    assert isinstance(e, ValueError)
+    assert leaked(e, code_tree(deep_in_pool), key) == []
+    assert "[Previous line repeated" in e.__notes__[-1]
+
+
+@pytest.mark.parametrize("protect", [False, True])
+def test_event_loop_run_in_do(protect):
+    # asyncio keeps its own reference to a failed task's traceback
+    # (Future._exception_tb): the frames are cleared, not only dropped.
+    import asyncio
+    frames = []
+
+    async def step(key):
+        step_key = key
+        frames.append(sys._getframe())
+        await asyncio.sleep(0)
+        raise ValueError("task failed")
+
+    async def main(key):
+        await asyncio.gather(step(key), asyncio.sleep(0))
+
+    key = new_secret()
+    e = catch(secret.do if protect else plain, asyncio.run, main(key))
+    assert isinstance(e, ValueError)
+    assert ("step_key" in frames[0].f_locals) != protect
+    bad = leaked(e, code_tree(step, main), key)
+    assert (bad == []) == protect, bad
+
+
 def test_nested_do():
     seen = {}
 

@@ -250,26 +250,47 @@ frame_finished(PyFrameObject *f)
     return f->f_frame->owner == FRAME_OWNED_BY_FRAME_OBJECT;
 }
 
+/* The origin of the last frame classified: the entries of a traceback are
+ * classified in order, and an entry's frame usually has the previous
+ * entry's frame as its f_back, so a deep traceback (a recursion in a pool
+ * worker) costs one step per entry, not one per frame of its chain. */
+typedef struct {
+    PyFrameObject *frame;   /* borrowed: the traceback holds it */
+    int origin;
+} origin_memo;
+
 /* Where a frame comes from (see above): FRAMES_CALLER, this thread's
  * running frames or their history; FRAMES_FUNC, below func; else
  * FRAMES_DETACHED. */
 static int
-frames_origin(PyThreadState *tstate, PyFrameObject *f)
+frames_origin(PyThreadState *tstate, PyFrameObject *f, origin_memo *memo)
 {
+    PyFrameObject *first = f;
+    int origin = FRAMES_DETACHED;
     while (f != NULL) {
+        if (memo != NULL && f == memo->frame) {
+            origin = memo->origin;
+            break;
+        }
         if (frame_running(f)) {
-            return (on_this_stack(tstate, f->f_frame) ? FRAMES_CALLER
-                    : FRAMES_DETACHED);
+            origin = (on_this_stack(tstate, f->f_frame) ? FRAMES_CALLER
+                      : FRAMES_DETACHED);
+            break;
         }
         if (_PySecret_IsSecret(f)) {
-            return FRAMES_FUNC;
+            origin = FRAMES_FUNC;
+            break;
         }
         if (!frame_finished(f)) {
-            return FRAMES_DETACHED;     /* suspended: no f_back */
+            break;                      /* suspended: no f_back */
         }
         f = f->f_back;
     }
-    return FRAMES_DETACHED;
+    if (memo != NULL) {
+        memo->frame = first;
+        memo->origin = origin;
+    }
+    return origin;
 }
 
 /* Is the traceback entry tb func's (to be dropped)? via_func: see
@@ -277,7 +298,8 @@ frames_origin(PyThreadState *tstate, PyFrameObject *f)
  * its frame runs on this thread (the caller's, or an enclosing do()'s
  * func's): that is where the caller's history starts. */
 static int
-entry_is_funcs(PyThreadState *tstate, PyTracebackObject *tb, int via_func)
+entry_is_funcs(PyThreadState *tstate, PyTracebackObject *tb, int via_func,
+               origin_memo *memo)
 {
     PyFrameObject *f = tb->tb_frame;
     if (frame_running(f) && on_this_stack(tstate, f->f_frame)) {
@@ -286,7 +308,7 @@ entry_is_funcs(PyThreadState *tstate, PyTracebackObject *tb, int via_func)
     if (_PySecret_IsSecret(tb)) {
         return 1;
     }
-    int origin = frames_origin(tstate, f);
+    int origin = frames_origin(tstate, f, memo);
     return origin == FRAMES_FUNC || (origin == FRAMES_DETACHED && via_func);
 }
 
@@ -465,7 +487,8 @@ static void
 strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
 {
     PyTracebackObject *keep = tb;
-    while (keep != NULL && entry_is_funcs(w->tstate, keep, 1)) {
+    origin_memo memo = {NULL, FRAMES_DETACHED};
+    while (keep != NULL && entry_is_funcs(w->tstate, keep, 1, &memo)) {
         keep = keep->tb_next;
     }
     if (keep == tb) {
@@ -524,7 +547,7 @@ walk_exception(exc_walk *w, PyObject *exc, int is_main, int via_func)
     }
     else if (tb != NULL) {
         func_owned = entry_is_funcs(w->tstate, (PyTracebackObject *)tb,
-                                    via_func);
+                                    via_func, NULL);
     }
     else {
         func_owned = via_func;          /* never raised: its parent's */

@@ -13,10 +13,11 @@ in the history; the experiment shows none, inside do() or outside it.
 """
 
 import json
+import os
 
 import pytest
 
-from conftest import run_python
+from conftest import interpreter, run_python
 
 CHILD = r"""
 import dis, json, os, sys
@@ -78,13 +79,17 @@ if mode.endswith("monitored"):
         mon.set_local_events(3, f.__code__, mon.events.BRANCH)
 run = [f(key) for f in FUNCS]         # warmed up outside first
 before = {f.__name__: histories(f) for f in FUNCS}
+# Then another key, in do() or not: its bits must not show in do().
+key2 = key ^ (int.from_bytes(os.urandom(2), "little") | 0x0100)
+while key2 in (0x5555, 0xAAAA):   # the quickened value, either way round
+    key2 ^= 0x0101
 if mode.startswith("do"):
     import secret
     assert secret.supported()
-    secret.do(lambda: [f(key) for f in FUNCS])
+    secret.do(lambda: [f(key2) for f in FUNCS])
 else:
-    [f(key) for f in FUNCS]
-print(json.dumps({"key": key, "before": before,
+    [f(key2) for f in FUNCS]
+print(json.dumps({"key": key, "key2": key2, "before": before,
                   "after": {f.__name__: histories(f) for f in FUNCS}}))
 """
 
@@ -101,8 +106,9 @@ def shows_key(histories, key):
                    for h in hs if h in want})
 
 
-def run(variant, mode):
-    r = run_python(variant, CHILD, mode, timeout=60)
+def run(variant, mode, **env):
+    r = run_python(variant, CHILD, mode, timeout=60,
+                   env=dict(os.environ, **env))
     return json.loads(r.stdout)
 
 
@@ -111,7 +117,7 @@ def run(variant, mode):
 def test_control_shows_the_key(variant, mode):
     d = run(variant, mode)
     # Every loop shape leaves the key's 16 bits in a history.
-    assert shows_key(d["after"], d["key"]) == [
+    assert shows_key(d["after"], d["key2"]) == [
         "bits_if", "bits_if_not", "bits_none", "bits_while"], d
 
 
@@ -120,6 +126,7 @@ def test_control_shows_the_key(variant, mode):
 def test_experiment_keeps_no_history(mode):
     d = run("experiment", mode)
     assert shows_key(d["after"], d["key"]) == [], d
+    assert shows_key(d["after"], d["key2"]) == [], d
     # Nothing recorded at all: the caches did not change over the calls,
     # and keep the value quickening gave them (or, under sys.monitoring,
     # the counter the instrumentation wrote there).
@@ -128,3 +135,31 @@ def test_experiment_keeps_no_history(mode):
         assert hs and len(set(hs)) == 1, (name, hs)
         if not mode.endswith("monitored"):
             assert set(hs) == {0x5555}, (name, hs)
+
+
+# The tier-2 build reads the history, so it records it outside secret mode
+# and not inside: the only build where the secret-mode test runs. Optional
+# (`ninja -C cpython-build/_meson experiment-tier2.stamp`, about 10 minutes).
+TIER2 = "experiment-tier2"
+needs_tier2 = pytest.mark.skipif(
+    not os.path.exists(interpreter(TIER2)),
+    reason="the experiment-tier2 variant is not built (optional)")
+
+
+@needs_tier2
+@pytest.mark.parametrize("jit", ["0", "1"])
+def test_tier2_build_records_outside_do_only(jit):
+    # PYTHON_JIT=0: tier 2 is built but not used, so every branch runs in
+    # tier 1 and records (the control); PYTHON_JIT=1: hot loops move into
+    # traces, whose branches record nothing anyway.
+    if jit == "0":
+        control = run(TIER2, "plain", PYTHON_JIT=jit)
+        assert shows_key(control["after"], control["key2"]) == [
+            "bits_if", "bits_if_not", "bits_none", "bits_while"], control
+    d = run(TIER2, "do", PYTHON_JIT=jit)
+    # The warm-up outside recorded the first key; do() recorded nothing of
+    # the second.
+    if jit == "0":
+        assert shows_key(d["before"], d["key"]), d
+    assert d["after"] == d["before"], d
+    assert shows_key(d["after"], d["key2"]) == [], d

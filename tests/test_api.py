@@ -360,7 +360,8 @@ def test_protections_are_reported():
     p = secret.protections()
     assert set(p) == {"registers", "c_stack", "signal_frames",
                       "frame_stack", "heap", "no_core_dump", "no_swap",
-                      "no_core_dump_or_swap", "io_buffers"}
+                      "no_core_dump_or_swap", "io_buffers",
+                      "exception_frames", "caches"}
     assert all(isinstance(v, bool) for v in p.values())
     # What this build erases (tests/test_erasure.py and tests/test_heap.py
     # prove each); out of swap only if the kernel lets all the secret heap
@@ -372,4 +373,5 @@ def test_protections_are_reported():
     assert p == {"registers": True, "c_stack": True, "signal_frames": True,
                  "frame_stack": True, "heap": True, "no_core_dump": dump,
                  "no_swap": swap, "no_core_dump_or_swap": dump and swap,
-                 "io_buffers": True}
+                 "io_buffers": True, "exception_frames": True,
+                 "caches": True}

@@ -109,8 +109,18 @@ def ran_all(stdout, n):
     return m is not None and int(m.group(2)) == n and int(m.group(1)) >= n
 
 
+# Tests that check what a cache stored, run in secret mode, where a cache is
+# read but not filled (spec §3.4, patch 0020): test_functools' lru_cache
+# tests (their cache_info() counts entries; test_lru_recursion memoizes a
+# recursion, exponential without its cache).
+BY_DESIGN = ["test.test_functools.TestLRU*",
+             "test.test_functools.TestCacheC.*",
+             "test.test_functools.TestCachePy.*"]
+
+
 def test_cpython_tests_pass_inside_do(tmp_path):
-    r = _regrtest(MODULES, True, tmp_path)
+    ignore = [a for pat in BY_DESIGN for a in ("--ignore", pat)]
+    r = _regrtest(ignore + MODULES, True, tmp_path)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert ran_all(r.stdout, len(MODULES)), r.stdout[-3000:]
 

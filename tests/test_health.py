@@ -13,11 +13,13 @@ import pytest
 # state and threads, sys, the C API, sysconfig (PY_EXPERIMENTS), the frame
 # stack (frames, generators), faulthandler and signals (alternate stack),
 # the cyclic GC, and the free lists and pools the heap patches bypass
-# (floats, dtoa, asyncio's FutureIter).
+# (floats, dtoa, asyncio's FutureIter), and the caches patches 0020 and 0021
+# change (functools, re, urllib.parse, ElementPath).
 REGRTESTS = ["test_sys", "test_threading", "test_thread", "test_capi",
              "test_sysconfig", "test_faulthandler", "test_signal",
              "test_gc", "test_generators", "test_frame", "test_float",
-             "test_strtod", "test_asyncio"]
+             "test_strtod", "test_asyncio", "test_functools", "test_re",
+             "test_urlparse", "test_xml_etree", "test_xml_etree_c"]
 
 
 def default_sigint():

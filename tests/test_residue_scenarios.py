@@ -24,6 +24,8 @@ PROTECTIONS = secret.protections()
 ISSUE = {"heap": "heap erasure: issue 4",
          "no_core_dump_or_swap": "heap erasure: issue 4",
          "io_buffers": "I/O buffers: patch 0016",
+         "exception_frames": "exceptions: issue 20",
+         "caches": "caches: issue 20",
          "c_stack": "stack erasure: issue 5",
          "signal_frames": "stack erasure: issue 5",
          "frame_stack": "stack erasure: issue 5",

@@ -20,6 +20,28 @@ build provides: ``secret.protections()`` says which parts, ``supported()``
 whether this platform erases at all (Linux x86-64 and aarch64; elsewhere
 ``do`` just calls ``func``), ``enabled()`` whether the calling thread is in
 secret mode now. Threads started in secret mode stay in it for life.
+In secret mode the caches of ``functools.lru_cache``, ``re`` and
+``urllib.parse`` are read but not filled, so memoization does not memoize
+there (memoize with a dict made inside ``func``).
+
+An exception that leaves ``do`` carries nothing of ``func``: its traceback,
+and those of the exceptions chained to it, lose the frames of the code that
+ran inside ``do``, which are cleared (their locals freed and zeroed); a
+note on the exception says where it was raised (file, line, function, no
+values). The exception object and its arguments are the caller's: one that
+embeds input (``KeyError(token)``, ``int()``'s message,
+``JSONDecodeError.doc``) carries it out. Catch such errors inside ``func``
+and raise a sanitized one after the ``except`` block::
+
+    def load(path):
+        token = read_token(path)
+        try:
+            claims = json.loads(token)
+        except ValueError:
+            claims = None
+        if claims is None:      # outside the except block: no __context__
+            raise BadToken(path + ": not a JSON token")
+        return check(claims)
 """
 
 try:

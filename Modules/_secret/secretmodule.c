@@ -7,13 +7,23 @@
 
 #include "Python.h"
 #include "pycore_gc.h"            // _PyGC_Collect()
+#include "pycore_frame.h"         // _PyInterpreterFrame, PyFrameObject
 #include "pycore_genobject.h"     // _PyAsyncGenValueWrapperNew()
+#include "pycore_hashtable.h"     // _Py_hashtable_new()
 #include "pycore_object_stack.h"  // _PyObjectStackChunk_New()
 #include "pycore_interp.h"        // PyInterpreterState.gc
-#include "pycore_pyerrors.h"      // _PyErr_FormatFromCause()
+#include "pycore_pyerrors.h"      // _PyErr_FormatFromCause(),
+                                  // _PyException_AddNote()
 #include "pycore_pystate.h"       // _PyThreadState_GET()
 
 #include "secret_core.h"
+
+/* Off do()'s normal path: out of line, and laid out as unlikely. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define SECRET_COLD Py_NO_INLINE __attribute__((cold))
+#else
+#  define SECRET_COLD Py_NO_INLINE
+#endif
 
 /* What each part of spec §3 erases in this build. Each later piece of the
  * experiment flips its entry when it lands; nothing claims protection that
@@ -37,6 +47,11 @@ static const struct {
     {"no_core_dump_or_swap", 1, DUMP | LOCK},   /* §3.4, deprecated */
     /* §3.4/§3.5: buffered and text I/O objects (patch 0016) */
     {"io_buffers", 1, 0},
+    /* §2: an exception leaving do() holds no frame of func */
+    {"exception_frames", 1, 0},
+    /* §3.4: lru_cache, re and urllib.parse caches are not filled in secret
+     * mode (patches 0020, 0021) */
+    {"caches", 1, 0},
 };
 
 /* Close an object whose body would run after do() returned, while still in
@@ -86,6 +101,33 @@ deferred_kind(PyObject *obj)
     }
     if (PyGen_Check(obj)) {
         return "a generator";
+    }
+    return NULL;
+}
+
+/* func returned a coroutine, generator or async generator (res, consumed):
+ * its body would run later, outside secret mode. Close it and raise
+ * TypeError; returns NULL. */
+static SECRET_COLD PyObject *
+refuse_deferred(PyObject *func, PyObject *res)
+{
+    const char *kind = deferred_kind(res);
+    int closed = close_deferred(res);
+    Py_DECREF(res);
+    if (closed < 0) {
+        _PyErr_FormatFromCause(
+            PyExc_TypeError,
+            "secret.do() cannot protect %R: it returned %s, whose body "
+            "would run outside secret mode (closing it failed)",
+            func, kind);
+    }
+    else {
+        PyErr_Format(
+            PyExc_TypeError,
+            "secret.do() cannot protect %R: it returned %s, whose body "
+            "would run outside secret mode; call secret.do() on "
+            "synchronous code inside it instead",
+            func, kind);
     }
     return NULL;
 }
@@ -284,6 +326,489 @@ _PySecret_CollectDeferred(PyThreadState *tstate)
 }
 #endif
 
+/* ---- The exception that leaves do() (spec §2) ----------------------------
+ *
+ * A traceback keeps the frames it passed through, and a finished frame keeps
+ * its locals: an exception raised in func would carry func's secrets out of
+ * do() to whoever looks at it (error reporters read frame locals). At the
+ * exit, before the collection and the erasure, the exception that leaves and
+ * every exception chained to it (__context__, __cause__, the members of an
+ * exception group, recursively) lose the traceback entries of code that ran
+ * inside do(); those frames are cleared (frame.clear()), so that their locals
+ * are released, hence zeroed; a note on the exception names each dropped
+ * frame (file, line, function: no values).
+ *
+ * Which traceback entries are func's (dropped). Entries are added at the
+ * front as an exception propagates, so those added during do() come first;
+ * what follows is older history. An entry is func's unless:
+ * - its frame still runs on this thread (do's caller or above): the
+ *   exception was caught there, this and what follows is the caller's
+ *   history (func re-raised the exception its caller was handling);
+ * - the entry was made outside secret mode (not a secret block) and its
+ *   frame is not func's either: follow f_back (a finished frame keeps its
+ *   caller there, see take_ownership() in Python/frame.c): a secret frame
+ *   on the way (made in secret mode) means it ran below func; reaching this
+ *   thread's running frames first means it finished before do() (an
+ *   exception kept from earlier): not func's;
+ * - a chain that ends elsewhere (a suspended generator, another thread's
+ *   frames) is func's when the exception was reached through one of func's
+ *   (a pool worker's exception that func chained), else not.
+ * In the exception that leaves, entries are dropped from the start up to
+ * the first that is not func's. A chained exception is func's if its first
+ * entry is (the one its caller was handling when it called do(), which
+ * becomes the context of what func raises, is not); then its entries are
+ * dropped in the same way. Nested do() and threads started in secret mode
+ * make everything secret: an enclosing do()'s entries may then be dropped
+ * early (no harm: that do() would drop them).
+ *
+ * Which frames are cleared: every finished frame of a dropped entry, and the
+ * finished secret frames its f_back chain reaches (a callee's f_back keeps
+ * its caller's locals alive even when the caller is in no traceback). A
+ * running frame (another thread's) or a suspended generator's cannot be
+ * cleared (frame.clear() refuses both): it is only dropped. */
+
+enum { FRAMES_CALLER, FRAMES_FUNC, FRAMES_DETACHED };
+
+typedef struct {
+    PyObject *exc;
+    int via_func;       /* reached through an exception that is func's */
+} exc_item;
+
+/* The walk over the exceptions: a work stack and a set of what was seen.
+ * Allocation may fail (a MemoryError because the secret heap is full): the
+ * walk then goes on without the set, within a budget of visits, and if even
+ * that runs out, the leaving exception's own links are cut. */
+#define EXC_SMALL 32
+#define EXC_BUDGET 1000000
+typedef struct {
+    PyThreadState *tstate;
+    exc_item small[EXC_SMALL];
+    exc_item *items;
+    Py_ssize_t n, cap;
+    _Py_hashtable_t *seen;  /* exceptions and frames; NULL: degraded */
+    Py_ssize_t budget;
+    int lost;               /* something could not be walked */
+} exc_walk;
+
+/* Is the interpreter frame running on this thread: do's caller or one of
+ * its callers (all that is running here while do() exits)? */
+static int
+on_this_stack(PyThreadState *tstate, _PyInterpreterFrame *f)
+{
+    for (_PyInterpreterFrame *p = tstate->current_frame; p != NULL;
+         p = p->previous) {
+        if (p == f) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Running (on some thread), as opposed to finished or suspended. */
+static int
+frame_running(PyFrameObject *f)
+{
+    _PyInterpreterFrame *fr = f->f_frame;
+    if (fr->owner == FRAME_OWNED_BY_THREAD) {
+        return 1;
+    }
+    return (fr->owner == FRAME_OWNED_BY_GENERATOR
+            && _PyFrame_GetGenerator(fr)->gi_frame_state == FRAME_EXECUTING);
+}
+
+static int
+frame_finished(PyFrameObject *f)
+{
+    return f->f_frame->owner == FRAME_OWNED_BY_FRAME_OBJECT;
+}
+
+/* The origin of the last frame classified: the entries of a traceback are
+ * classified in order, and an entry's frame usually has the previous
+ * entry's frame as its f_back, so a deep traceback (a recursion in a pool
+ * worker) costs one step per entry, not one per frame of its chain. */
+typedef struct {
+    PyFrameObject *frame;   /* borrowed: the traceback holds it */
+    int origin;
+} origin_memo;
+
+/* Where a frame comes from (see above): FRAMES_CALLER, this thread's
+ * running frames or their history; FRAMES_FUNC, below func; else
+ * FRAMES_DETACHED. */
+static int
+frames_origin(PyThreadState *tstate, PyFrameObject *f, origin_memo *memo)
+{
+    PyFrameObject *first = f;
+    int origin = FRAMES_DETACHED;
+    while (f != NULL) {
+        if (memo != NULL && f == memo->frame) {
+            origin = memo->origin;
+            break;
+        }
+        if (frame_running(f)) {
+            origin = (on_this_stack(tstate, f->f_frame) ? FRAMES_CALLER
+                      : FRAMES_DETACHED);
+            break;
+        }
+        if (_PySecret_IsSecret(f)) {
+            origin = FRAMES_FUNC;
+            break;
+        }
+        if (!frame_finished(f)) {
+            break;                      /* suspended: no f_back */
+        }
+        f = f->f_back;
+    }
+    if (memo != NULL) {
+        memo->frame = first;
+        memo->origin = origin;
+    }
+    return origin;
+}
+
+/* Is the traceback entry tb func's (to be dropped)? via_func: see
+ * FRAMES_DETACHED. An entry made in secret mode (a secret block) is, unless
+ * its frame runs on this thread (the caller's, or an enclosing do()'s
+ * func's): that is where the caller's history starts. */
+static int
+entry_is_funcs(PyThreadState *tstate, PyTracebackObject *tb, int via_func,
+               origin_memo *memo)
+{
+    PyFrameObject *f = tb->tb_frame;
+    if (frame_running(f) && on_this_stack(tstate, f->f_frame)) {
+        return 0;
+    }
+    if (_PySecret_IsSecret(tb)) {
+        return 1;
+    }
+    int origin = frames_origin(tstate, f, memo);
+    return origin == FRAMES_FUNC || (origin == FRAMES_DETACHED && via_func);
+}
+
+/* Seen before? Marks it seen. The set holds a reference to what it
+ * holds: a finalizer run by a clearing cannot free an object and have a new
+ * one (an exception it chains) take its address. Without the set, spends
+ * the budget. */
+static int
+walk_seen(exc_walk *w, PyObject *p)
+{
+    if (w->seen != NULL) {
+        if (_Py_hashtable_get(w->seen, p) != NULL) {
+            return 1;
+        }
+        if (_Py_hashtable_set(w->seen, Py_NewRef(p), (void *)1) == 0) {
+            return 0;
+        }
+        Py_DECREF(p);
+        /* Out of memory: go on without the set. */
+        _Py_hashtable_destroy(w->seen);
+        w->seen = NULL;
+    }
+    if (w->budget-- <= 0) {
+        w->lost = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void
+seen_key_destroy(void *key)
+{
+    Py_DECREF((PyObject *)key);
+}
+
+static void
+walk_push(exc_walk *w, PyObject *exc, int via_func)
+{
+    if (exc == NULL) {
+        return;
+    }
+    if (w->n == w->cap) {
+        Py_ssize_t cap = w->cap * 2;
+        exc_item *items;
+        if (w->items == w->small) {
+            items = PyMem_Malloc(cap * sizeof(exc_item));
+            if (items != NULL) {
+                memcpy(items, w->small, w->n * sizeof(exc_item));
+            }
+        }
+        else {
+            items = PyMem_Realloc(w->items, cap * sizeof(exc_item));
+        }
+        if (items == NULL) {
+            w->lost = 1;
+            return;
+        }
+        w->items = items;
+        w->cap = cap;
+    }
+    w->items[w->n].exc = Py_NewRef(exc);
+    w->items[w->n].via_func = via_func;
+    w->n++;
+}
+
+/* Clear a finished frame (frame.clear(): its locals and value stack). */
+static void
+clear_finished(PyFrameObject *f)
+{
+    if (frame_finished(f)) {
+        (void)PyFrame_Type.tp_clear((PyObject *)f);
+    }
+}
+
+/* Clear the frame of a dropped traceback entry, and up its f_back chain the
+ * finished frames made in secret mode. */
+static void
+clear_dropped_frame(exc_walk *w, PyFrameObject *f)
+{
+    clear_finished(f);
+    for (f = f->f_back; f != NULL && frame_finished(f)
+         && _PySecret_IsSecret(f); f = f->f_back) {
+        if (walk_seen(w, (PyObject *)f)) {
+            break;                      /* this chain is done already */
+        }
+        clear_finished(f);
+    }
+}
+
+static int
+tb_line(PyTracebackObject *tb)
+{
+    if (tb->tb_lineno != -1) {
+        return tb->tb_lineno;
+    }
+    return PyCode_Addr2Line(_PyFrame_GetCode(tb->tb_frame->f_frame),
+                            tb->tb_lasti);
+}
+
+/* "File ..., line ..., in ..." for each entry from tb up to stop, with
+ * runs of the same line shortened as the traceback module does. */
+static PyObject *
+dropped_frames_note(PyTracebackObject *tb, PyTracebackObject *stop)
+{
+    PyObject *lines = PyList_New(0);
+    if (lines == NULL) {
+        return NULL;
+    }
+    PyObject *line = PyUnicode_FromString(
+        "secret.do() removed these frames from the traceback and cleared "
+        "their locals (most recent call last):");
+    if (line == NULL || PyList_Append(lines, line) < 0) {
+        goto error;
+    }
+    Py_CLEAR(line);
+    PyCodeObject *last_code = NULL;
+    int last_lineno = -2, repeats = 0;
+    /* Runs no Python code: the chain cannot change under it. */
+    for (; tb != NULL && tb != stop; tb = tb->tb_next) {
+        PyCodeObject *code = _PyFrame_GetCode(tb->tb_frame->f_frame);
+        int lineno = tb_line(tb);
+        if (code == last_code && lineno == last_lineno) {
+            if (++repeats > 2) {
+                continue;
+            }
+        }
+        else {
+            if (repeats > 2) {
+                line = PyUnicode_FromFormat(
+                    "  [Previous line repeated %d more time%s]",
+                    repeats - 2, repeats > 3 ? "s" : "");
+                if (line == NULL || PyList_Append(lines, line) < 0) {
+                    goto error;
+                }
+                Py_CLEAR(line);
+            }
+            repeats = 0;
+            last_code = code;
+            last_lineno = lineno;
+        }
+        line = PyUnicode_FromFormat("  File \"%U\", line %d, in %U",
+                                    code->co_filename, lineno,
+                                    code->co_name);
+        if (line == NULL || PyList_Append(lines, line) < 0) {
+            goto error;
+        }
+        Py_CLEAR(line);
+    }
+    if (repeats > 2) {
+        line = PyUnicode_FromFormat(
+            "  [Previous line repeated %d more time%s]",
+            repeats - 2, repeats > 3 ? "s" : "");
+        if (line == NULL || PyList_Append(lines, line) < 0) {
+            goto error;
+        }
+        Py_CLEAR(line);
+    }
+    PyObject *sep = PyUnicode_FromString("\n");
+    if (sep == NULL) {
+        goto error;
+    }
+    PyObject *note = PyUnicode_Join(sep, lines);
+    Py_DECREF(sep);
+    Py_DECREF(lines);
+    return note;
+error:
+    Py_XDECREF(line);
+    Py_DECREF(lines);
+    return NULL;
+}
+
+/* Drop the entries of exc's traceback tb (a new reference, consumed) from
+ * its start up to the first frame running on this thread, clear their
+ * frames, and name them in a note. */
+static void
+strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
+{
+    PyTracebackObject *keep = tb;
+    origin_memo memo = {NULL, FRAMES_DETACHED};
+    while (keep != NULL && entry_is_funcs(w->tstate, keep, 1, &memo)) {
+        keep = keep->tb_next;
+    }
+    if (keep == tb) {
+        Py_DECREF(tb);
+        return;
+    }
+    /* The note first, while no finalizer has run: the entries are as the
+     * exception left them. If memory is short, again after the clearing. */
+    Py_XINCREF(keep);
+    PyObject *note = dropped_frames_note(tb, keep);
+    if (note == NULL) {
+        PyErr_Clear();
+    }
+    /* Unlink: nothing reaches the frames through exc any more. */
+    if (PyException_SetTraceback(exc, keep ? (PyObject *)keep : Py_None) < 0) {
+        PyErr_Clear();                  /* cannot fail on a traceback */
+    }
+    /* Clearing runs finalizers, which may relink tb_next (it is writable):
+     * hold each entry while its frame is cleared. The second pass: a
+     * generator suspended in a dropped frame and referenced only by cleared
+     * locals has been closed since, its frame finished. */
+    for (int pass = 0; pass < 2; pass++) {
+        PyTracebackObject *t = (PyTracebackObject *)Py_NewRef(tb);
+        while (t != NULL && t != keep) {
+            if (pass == 0) {
+                clear_dropped_frame(w, t->tb_frame);
+            }
+            else {
+                clear_finished(t->tb_frame);
+            }
+            PyTracebackObject *next = (PyTracebackObject *)Py_XNewRef(
+                t->tb_next);
+            Py_DECREF(t);
+            t = next;
+        }
+        Py_XDECREF(t);
+    }
+    if (note == NULL) {
+        note = dropped_frames_note(tb, keep);
+    }
+    if (note == NULL || _PyException_AddNote(exc, note) < 0) {
+        PyErr_Clear();                  /* the note is best effort */
+    }
+    Py_XDECREF(note);
+    Py_XDECREF(keep);
+    Py_DECREF(tb);
+}
+
+static void
+walk_exception(exc_walk *w, PyObject *exc, int is_main, int via_func)
+{
+    PyObject *tb = PyException_GetTraceback(exc);
+    int func_owned;
+    if (is_main) {
+        func_owned = 1;
+    }
+    else if (tb != NULL) {
+        func_owned = entry_is_funcs(w->tstate, (PyTracebackObject *)tb,
+                                    via_func, NULL);
+    }
+    else {
+        func_owned = via_func;          /* never raised: its parent's */
+    }
+    if (tb != NULL) {
+        if (func_owned) {
+            strip_traceback(w, exc, (PyTracebackObject *)tb);
+        }
+        else {
+            Py_DECREF(tb);
+        }
+    }
+    PyObject *link = PyException_GetCause(exc);
+    walk_push(w, link, func_owned);
+    Py_XDECREF(link);
+    link = PyException_GetContext(exc);
+    walk_push(w, link, func_owned);
+    Py_XDECREF(link);
+    if (_PyBaseExceptionGroup_Check(exc)) {
+        PyObject *excs = ((PyBaseExceptionGroupObject *)exc)->excs;
+        if (excs != NULL && PyTuple_Check(excs)) {
+            for (Py_ssize_t i = PyTuple_GET_SIZE(excs); i-- > 0;) {
+                PyObject *m = PyTuple_GET_ITEM(excs, i);
+                if (PyExceptionInstance_Check(m)) {
+                    walk_push(w, m, func_owned);
+                }
+            }
+        }
+    }
+}
+
+/* do() is leaving with the raised exception of tstate: strip it and what is
+ * chained to it (see above). Runs in secret mode, before the exit's
+ * collection and erasure: the frames' locals are freed as secret blocks.
+ * Not inlined: its frame (the walk's work stack) stays off do()'s normal
+ * path. */
+static SECRET_COLD void
+strip_leaving_exception(PyThreadState *tstate)
+{
+    PyObject *exc = _PyErr_GetRaisedException(tstate);
+    if (exc == NULL) {
+        return;
+    }
+    exc_walk w = {.tstate = tstate, .n = 0, .cap = EXC_SMALL,
+                  .budget = EXC_BUDGET, .lost = 0};
+    w.items = w.small;
+    /* If func filled the secret heap, the set cannot be made before the
+     * leaving exception's own frames are cleared, which frees it: then try
+     * again after. */
+    for (int attempt = 0; attempt < 2 && w.seen == NULL; attempt++) {
+        w.seen = _Py_hashtable_new_full(_Py_hashtable_hash_ptr,
+                                        _Py_hashtable_compare_direct,
+                                        seen_key_destroy, NULL, NULL);
+        if (w.seen != NULL) {
+            (void)walk_seen(&w, exc);   /* without memory, drops the set */
+        }
+        if (attempt == 0) {
+            walk_exception(&w, exc, 1, 1);
+        }
+    }
+    while (w.n > 0 && !w.lost) {
+        exc_item it = w.items[--w.n];
+        if (!walk_seen(&w, it.exc)) {
+            walk_exception(&w, it.exc, 0, it.via_func);
+        }
+        Py_DECREF(it.exc);
+    }
+    while (w.n > 0) {
+        Py_DECREF(w.items[--w.n].exc);
+    }
+    if (w.items != w.small) {
+        PyMem_Free(w.items);
+    }
+    if (w.seen != NULL) {
+        _Py_hashtable_destroy(w.seen);
+    }
+    if (w.lost) {
+        /* Out of memory or beyond the budget: what was not walked may hold
+         * func's frames. Leave nothing chained. */
+        PyErr_Clear();
+        PyException_SetContext(exc, NULL);
+        PyException_SetCause(exc, NULL);
+    }
+    if (_PyErr_Occurred(tstate)) {
+        PyErr_WriteUnraisable(NULL);
+    }
+    _PyErr_SetRaisedException(tstate, exc);
+}
+
 PyDoc_STRVAR(secret_do_doc,
 "do($module, func, /, *args, **kwargs)\n"
 "--\n"
@@ -328,26 +853,17 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     _PySecretCall call;
     int entered = _PySecret_ENTER(tstate, &call);
     PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
-    const char *kind = res != NULL ? deferred_kind(res) : NULL;
-    if (kind != NULL) {
-        /* Its body would run later, outside secret mode: refuse it. */
-        int closed = close_deferred(res);
-        Py_DECREF(res);
-        res = NULL;
-        if (closed < 0) {
-            _PyErr_FormatFromCause(
-                PyExc_TypeError,
-                "secret.do() cannot protect %R: it returned %s, whose body "
-                "would run outside secret mode (closing it failed)",
-                func, kind);
+    if (res == NULL) {
+        if (entered) {
+            /* First: the frames' locals are freed before the collection,
+             * and what freeing them leaves is erased with the rest. */
+            strip_leaving_exception(tstate);
         }
-        else {
-            PyErr_Format(
-                PyExc_TypeError,
-                "secret.do() cannot protect %R: it returned %s, whose body "
-                "would run outside secret mode; call secret.do() on "
-                "synchronous code inside it instead",
-                func, kind);
+    }
+    else if (deferred_kind(res) != NULL) {
+        res = refuse_deferred(func, res);
+        if (entered) {
+            strip_leaving_exception(tstate);    /* its cause is func's */
         }
     }
 #if _Py_SECRET_HEAP

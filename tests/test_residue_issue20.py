@@ -1,0 +1,46 @@
+"""Residue scenarios of issue 20 (tests/residue/issue20): caches made before
+do() (urlsplit, re, a user's lru_cache) and an exception kept by the caller,
+scanned through /proc/PID/mem like every residue scenario:
+
+- each control run (pristine, and the experiment without do()) finds
+  copies of the secret;
+- each protected run on the experiment finds none.
+"""
+
+import os
+
+import pytest
+
+from conftest import EXPERIMENT, interpreter
+from residue_matrix import residue, run, run_matrix
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "residue",
+                    "issue20")
+SCENARIOS = residue.scenarios(HERE)
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    return run_matrix([("pristine", interpreter("pristine")),
+                       ("experiment", interpreter(EXPERIMENT))], SCENARIOS)
+
+
+def test_there_are_scenarios():
+    assert sorted(sc.name for sc in SCENARIOS) == [
+        "exc_kept", "lru_user", "re_pattern", "urlsplit_dsn"]
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.name)
+@pytest.mark.parametrize("label", ["pristine", "experiment"])
+def test_control_finds_copies(matrix, sc, label):
+    r = run(matrix, label, sc, "control")
+    missing = sc.control_missing(r)
+    assert not missing, "%s proves nothing on %s: no %s (found %s)" % (
+        sc.name, label, ", ".join(missing), r["by_label"])
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.name)
+def test_protected_leaves_no_copy(matrix, sc):
+    r = run(matrix, "experiment", sc, "protected")
+    assert r["copies"] == 0, "%d copies left: %s (forms %s)" % (
+        r["copies"], r["by_label"], r["by_form"])

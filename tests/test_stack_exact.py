@@ -515,3 +515,54 @@ def test_generated_shapes_in_scan_mode():
         env=dict(os.environ, PYTHONSECRETSTACK="scan"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.startswith("0 "), r.stdout
+
+
+FORK_CHILD = """
+import os, sys, threading
+import secret, _testsecret as T
+P = bytes.fromhex(sys.stdin.readline().strip())
+mode = sys.argv[1]
+ready, go = threading.Event(), threading.Event()
+info = {}
+
+def func():
+    T.write_stack_pattern(P, 64 << 10)
+    ready.set()
+    go.wait()                   # blocked inside do() (the GIL released)
+
+def worker():
+    info["b"] = T.stack_info()
+    secret.do(func) if mode == "protected" else func()
+
+t = threading.Thread(target=worker)
+t.start()
+ready.wait()
+lo, hi, sp = info["b"]
+pid = os.fork()
+if pid == 0:
+    n = T.count_in_range(lo, hi - lo, P)
+    sys.stdout.write("%d\\n" % n)
+    sys.stdout.flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+go.set()
+t.join()
+"""
+
+
+def test_fork_while_another_thread_is_in_do():
+    # The child has only the thread that forked; the other was inside do().
+    # Its stack is zeroed below that do()'s frame in the child, and the
+    # child is told (a RuntimeWarning) that the objects its work made stay.
+    def run(mode):
+        r = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning",
+                            "-c", FORK_CHILD, mode],
+                           input=new_pattern().hex() + "\n",
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return int(r.stdout.split()[0]), r.stderr
+    control, err = run("control")
+    assert control > 0 and "secret:" not in err
+    protected, err = run("protected")
+    assert protected == 0
+    assert "1 other thread(s) were inside secret.do()" in err, err

@@ -56,3 +56,29 @@ except ImportError:
     ) from None
 
 __all__ = ["do", "enabled", "supported", "protections", "heap_info"]
+
+
+def _after_fork_in_child():
+    # Only the forking thread exists in the child. What other threads were
+    # doing inside do() at the fork is zeroed on their stacks, but the
+    # objects their func made stay in this process, unreachable (docs/
+    # heap.md, "fork()"): say so rather than keep quiet.
+    from _secret import _fork_lost
+    n = _fork_lost()
+    if n:
+        import warnings
+        warnings.warn(
+            "secret: %d other thread(s) were inside secret.do() when this "
+            "process forked; their stacks were zeroed in the child, but the "
+            "objects their work had made stay in the child's memory (fork "
+            "from a thread when no other is in do(), or use the 'spawn' or "
+            "'forkserver' start method)" % n, RuntimeWarning, stacklevel=2)
+
+
+def _register_fork_handler():
+    import os
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_register_fork_handler()

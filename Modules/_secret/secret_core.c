@@ -181,7 +181,8 @@ _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
     _PySecret_tls.mode++;
     _PySecretHeap_ForgetFailure();
 #  endif
-    _PySecretStack_Enter(call->top);
+    _PySecretStack_Enter(call->top,
+                         ((_PyThreadStateImpl *)tstate)->secret.depth == 1);
     open_frame_window(tstate, call);
     return 1;
 #else
@@ -203,7 +204,7 @@ _PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
     erase_frame_stack(tstate, call);
 #if _PySecret_SUPPORTED
     _PySecretStack_EraseAltStack();
-    return _PySecretStack_Leave(call->top);
+    return _PySecretStack_Leave(call->top, ts->secret.depth == 0);
 #else
     return NULL;
 #endif

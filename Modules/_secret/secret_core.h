@@ -137,10 +137,14 @@ extern void _PySecret_AltStackChanged(void);
 extern int _PySecret_StackFault(siginfo_t *info, void *context);
 /* faulthandler installed (1) or removed (0) its SIGSEGV handler. */
 extern void _PySecret_FaulthandlerChanged(int enabled);
+/* In a fork() child: how many other threads were inside do() at the fork
+ * (their stacks were zeroed below it; their objects stay, heap.md). */
+extern int _PySecretStack_ForkLost(void);
 #if _PySecret_SUPPORTED
 /* Internal to the core (secret_core.c). */
-extern void _PySecretStack_Enter(char *top);
-extern char *_PySecretStack_Leave(char *top);
+extern void _PySecretStack_Enter(char *top, int outermost);
+extern char *_PySecretStack_Leave(char *top, int outermost);
+
 extern void _PySecretStack_EraseAltStack(void);
 extern char *_PySecretStack_ThreadExit(void);
 extern void _PySecretStack_ThreadStart(void);

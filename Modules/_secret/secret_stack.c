@@ -89,7 +89,9 @@ typedef struct {
     int mode;
     int is_main;
     char *own_altstack;     /* the alternate stack we mapped, or NULL */
-    void *next;             /* threads with a reserve (tracked_list) */
+    void *next;             /* known threads (tracked_list) */
+    int registered;         /* in tracked_list */
+    char *do_top;           /* the outermost do()'s frame, while in one */
     char *floor;            /* the stack's lowest address */
     char *top;              /* its highest */
     char *low;              /* TRACKED: lowest mapped address of the stack */
@@ -113,9 +115,11 @@ static size_t hole_size;
 static pthread_once_t init_flag = PTHREAD_ONCE_INIT;
 static pthread_key_t thread_end_key;
 static int thread_end_key_ok;
-/* Threads whose stacks have a reserve (their thread-local stk): a fork()
- * child maps those of the threads it lost plain again, or glibc would
- * hand them to its new threads with the reserve in place. */
+/* Threads whose stacks are known (their thread-local stk). A fork()
+ * child has only the thread that forked: it zeroes what the others were
+ * doing in a do() (their stacks below that do's frame), and maps their
+ * stacks plain again where they had a reserve (glibc would hand them to
+ * its new threads with the reserve in place). */
 static stack_state *tracked_list;
 static pthread_mutex_t tracked_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int scan_only;           /* PYTHONSECRETSTACK=scan, or valgrind */
@@ -162,24 +166,51 @@ untrack(stack_state *t)
     }
 }
 
+static char *mapping_start(char *low, char *hole_lo);
+static int range_mapped(char *lo, char *hi);
+static char *zero_resident(char *lo, char *hi, int drop);
+static int fork_lost;
+
 /* In a fork() child: only the forking thread is left. */
 static void
 tracked_child(void)
 {
+    int lost = 0;
     for (stack_state *t = tracked_list; t != NULL;
          t = (stack_state *)t->next)
     {
-        if (t != &stk && t->mode == STACK_TRACKED) {
+        if (t == &stk) {
+            continue;
+        }
+        char *end = t->floor;
+        if (t->mode == STACK_TRACKED && !t->is_main) {
             (void)map_fixed(t->floor, t->gd_top - t->floor,
                             PROT_READ | PROT_WRITE, MAP_STACK);
-            if (t->own_altstack != NULL) {
-                (void)munmap(t->own_altstack, ALTSTACK_SIZE);
-            }
+            end = t->gd_top;
+        }
+        if (t->own_altstack != NULL) {
+            (void)munmap(t->own_altstack, ALTSTACK_SIZE);
+        }
+        if (t->do_top != NULL) {
+            /* What its func had written below its do()'s frame. */
+            char *hi = page_down(t->do_top);
+            char *lo = hi > end && range_mapped(hi - page_size, hi)
+                       ? mapping_start(hi, end) : hi;
+            (void)zero_resident(lo, hi, 0);
+            explicit_bzero(hi, t->do_top - hi);
+            lost++;
         }
     }
-    tracked_list = stk.mode == STACK_TRACKED && !stk.is_main ? &stk : NULL;
+    fork_lost = lost;
+    tracked_list = stk.registered ? &stk : NULL;
     stk.next = NULL;
     pthread_mutex_init(&tracked_mutex, NULL);
+}
+
+int
+_PySecretStack_ForkLost(void)
+{
+    return fork_lost;
 }
 
 /* stack_guard_gap= on the kernel's command line (pages), else 256. */
@@ -726,6 +757,16 @@ setup(char *top)
         return;     /* stays unset: this do() erases its page only */
     }
     stk.mode = STACK_SCAN;
+    if (!stk.registered && (stk.is_main || thread_end_key_ok)) {
+        if (!stk.is_main) {
+            (void)pthread_setspecific(thread_end_key, (void *)1);
+        }
+        tracked_lock();
+        stk.next = tracked_list;
+        tracked_list = &stk;
+        stk.registered = 1;
+        tracked_unlock();
+    }
     if (scan_only || top <= stk.floor || top > stk.top) {
         return;
     }
@@ -799,10 +840,6 @@ setup(char *top)
     }
     (void)pthread_setspecific(thread_end_key, (void *)1);
     stk.mode = STACK_TRACKED;
-    tracked_lock();
-    stk.next = tracked_list;
-    tracked_list = &stk;
-    tracked_unlock();
 }
 
 /* The thread ends: map its stack plain again, before glibc reuses it for
@@ -811,10 +848,13 @@ static void
 stack_thread_end(void *arg)
 {
     (void)arg;
-    if (stk.mode == STACK_TRACKED && !stk.is_main) {
+    if (stk.registered) {
         tracked_lock();
         untrack(&stk);
+        stk.registered = 0;
         tracked_unlock();
+    }
+    if (stk.mode == STACK_TRACKED && !stk.is_main) {
         /* Up to the page under this frame (the thread's outermost ones,
          * above any do()'s). */
         char here;
@@ -849,10 +889,13 @@ stack_thread_end(void *arg)
 /* --- entry and exit ----------------------------------------------------- */
 
 void
-_PySecretStack_Enter(char *top)
+_PySecretStack_Enter(char *top, int outermost)
 {
     if (stk.mode == STACK_UNSET) {
         setup(top);
+    }
+    if (outermost) {
+        stk.do_top = top;
     }
 }
 
@@ -921,8 +964,11 @@ trim(char *target)
 }
 
 char *
-_PySecretStack_Leave(char *top)
+_PySecretStack_Leave(char *top, int outermost)
 {
+    if (outermost) {
+        stk.do_top = NULL;
+    }
     /* Deeper than this, no frame of ours is live. */
     char *below = page_down(top - LEAVE_STACK);
     char *scan_lo, *deepest;
@@ -1099,6 +1145,12 @@ _PySecretStack_ThreadExit(void)
 }
 
 #else  /* fallback mode: no erasure, nothing reserved */
+
+int
+_PySecretStack_ForkLost(void)
+{
+    return 0;
+}
 
 int
 _PySecret_StackFault(siginfo_t *info, void *context)

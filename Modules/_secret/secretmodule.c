@@ -1009,6 +1009,13 @@ secret_test_recycle(PyObject *module, PyObject *arg)
     return PyLong_FromVoidPtr(addr);
 }
 
+/* For Lib/secret's fork handler. */
+static PyObject *
+secret_fork_lost(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(_PySecretStack_ForkLost());
+}
+
 static PyMethodDef secret_methods[] = {
     {"do", _PyCFunction_CAST(secret_do), METH_FASTCALL | METH_KEYWORDS,
      secret_do_doc},
@@ -1016,6 +1023,9 @@ static PyMethodDef secret_methods[] = {
     {"supported", secret_supported, METH_NOARGS, secret_supported_doc},
     {"protections", secret_protections, METH_NOARGS, secret_protections_doc},
     {"heap_info", secret_heap_info, METH_NOARGS, secret_heap_info_doc},
+    {"_fork_lost", secret_fork_lost, METH_NOARGS,
+     "_fork_lost(): in a fork() child, how many other threads were inside "
+     "do() at the fork"},
     {"_test_recycle", secret_test_recycle, METH_O,
      "_test_recycle(kind): tests only; address of a made-and-freed object"},
     {NULL, NULL, 0, NULL}

@@ -39,6 +39,13 @@ while [ $# -gt 0 ]; do
 done
 work=cpython-build/bench
 bms=$work/pyperformance-venv/lib/python3.13/site-packages/pyperformance/data-files/benchmarks
+if [ ! -d "$bms" ] && [ -n "$installed" ]; then
+  # Only the benchmarks' files are needed: pyperformance in a venv of the
+  # installed pristine (scripts/requirements-pyperformance.txt).
+  cpython-build/install/pristine/bin/python3 -m venv "$work/pyperformance-venv"
+  "$work/pyperformance-venv/bin/python" -m pip install -q \
+    -r scripts/requirements-pyperformance.txt
+fi
 [ -d "$bms" ] || { echo "error: run scripts/bench_pyperformance.py first" >&2; exit 1; }
 venv_for() {   # the benchmark venv whose interpreter is $work/$1
   for cfg in "$work"/venv/*/pyvenv.cfg; do
@@ -48,12 +55,16 @@ venv_for() {   # the benchmark venv whose interpreter is $work/$1
   done
   echo "error: no benchmark venv for $1" >&2; exit 1
 }
-p_py=$(venv_for pristine)/bin/python
 if [ -z "$installed" ]; then
+  p_py=$(venv_for pristine)/bin/python
   e_py=$(venv_for experiment)/bin/python
 else
-  # Both sides from their installed interpreters, the same way.
-  ver=$("$p_py" -c 'import pyperf; print(pyperf.__version__)')
+  # Both sides from their installed interpreters, the same way, with the
+  # pyperf that pyperformance's benchmark venvs pin.
+  ver=$("$work/pyperformance-venv/bin/python" -c '
+import importlib.resources as r, re
+t = (r.files("pyperformance") / "requirements" / "requirements.txt").read_text()
+print(re.search(r"^pyperf==([0-9.]+)", t, re.M).group(1))')
   for v in $a $b; do
     venv=$work/callgrind-venv/$v
     inst=cpython-build/install/$v/bin/python3

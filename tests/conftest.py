@@ -14,11 +14,14 @@ INSTALL = os.path.join(BUILD, "install")
 WORK = os.path.join(BUILD, "work")
 UPSTREAM = os.path.join(WORK, "upstream")
 # The experiment variant under test: "experiment" (./run test) or
-# "experiment-opt", its PGO+LTO build (scripts/test_optimized.sh).
+# "experiment-opt", its PGO+LTO build (scripts/test_optimized.sh), or
+# "experiment-sanitizer", built with ASan and UBSan
+# (scripts/test_sanitizer.sh).
 EXPERIMENT = os.environ.get("RUNTIMESECRET_EXPERIMENT", "experiment")
-if EXPERIMENT not in ("experiment", "experiment-opt"):
+if EXPERIMENT not in ("experiment", "experiment-opt", "experiment-sanitizer"):
     raise SystemExit("RUNTIMESECRET_EXPERIMENT=%r: not an experiment variant"
-                     " (experiment, experiment-opt)" % EXPERIMENT)
+                     " (experiment, experiment-opt, experiment-sanitizer)"
+                     % EXPERIMENT)
 
 
 def interpreter(variant):

@@ -14,15 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./run build
 ninja -C cpython-build/_meson sanitizer
-venv=cpython-build/venv/experiment-sanitizer
-python3 cpython-build/venv.py \
-  cpython-build/install/experiment-sanitizer/bin/python3 "$venv" \
-  tests/requirements.txt
 # detect_leaks=0: CPython frees little at exit, on purpose.
 # handle_segv=0: the stack tracker's SIGSEGV handler must see the faults in
 # a thread's stack reserve (ASan would report them as crashes); genuine
 # crashes still end the process. UBSan stops at the first report.
 export ASAN_OPTIONS=detect_leaks=0:handle_segv=0:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+venv=cpython-build/venv/experiment-sanitizer
+python3 cpython-build/venv.py \
+  cpython-build/install/experiment-sanitizer/bin/python3 "$venv" \
+  tests/requirements.txt
 exec env RUNTIMESECRET_EXPERIMENT=experiment-sanitizer MALLOC_PERTURB_=0 \
   "$venv/bin/python" -m pytest tests -p no:cacheprovider -ra "$@"

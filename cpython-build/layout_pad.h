@@ -5,7 +5,7 @@
  * only where it (and the data after it) lies in memory changes, which is
  * what a patch that adds a few instructions to some functions also does.
  * The wall-clock difference between this build and pristine is the noise
- * of code placement alone (scripts/bench_pyperformance.py --kind layout,
+ * of code placement alone (scripts/bench.py pyperformance --kind layout,
  * docs/heap-cost.md). */
 #ifndef RUNTIMESECRET_LAYOUT_PAD_H
 #define RUNTIMESECRET_LAYOUT_PAD_H

@@ -1,5 +1,5 @@
 """Shared by the residue scenario tests: run a matrix of scenarios with
-scripts/residue.py and read its runs."""
+the residue scanner (scripts/residuelib) and read its runs."""
 
 import os
 import sys
@@ -9,7 +9,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-import residue  # noqa: E402
+import residuelib as residue  # noqa: E402
 
 
 def run_matrix(pythons, scenarios):

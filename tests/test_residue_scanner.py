@@ -1,4 +1,5 @@
-"""The residue scanner's own tests (scripts/residue.py).
+"""The residue scanner's own tests (scripts/residuelib, the command
+scripts/residue.py).
 
 A small C program (tests/residue/plant.c, compiled here with gcc) puts a
 secret exactly where it is asked to (heap, main stack, a named thread's
@@ -20,7 +21,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-import residue  # noqa: E402
+import residuelib as residue  # noqa: E402
 
 PLANT_C = os.path.join(ROOT, "tests", "residue", "plant.c")
 
@@ -184,7 +185,7 @@ def test_every_form_is_found_as_python_stores_it():
 
 def test_half_keyed_hmac_and_pbkdf2_match_the_standard_library():
     key = os.urandom(32)
-    mac = residue._HalfKeyedHMAC("sha256", key[:16], key[16:])
+    mac = residue.needles._HalfKeyedHMAC("sha256", key[:16], key[16:])
     assert mac.digest(b"abc") == hmac.new(key, b"abc", "sha256").digest()
     assert mac.pbkdf2(b"salt", 7) == hashlib.pbkdf2_hmac("sha256", key,
                                                          b"salt", 7)
@@ -198,14 +199,14 @@ def test_int_digits_match_python_ints():
         while n:
             digits.append(n & 0x3fffffff)
             n >>= 30
-        assert residue._digits30(data[:16], data[16:]) == digits
+        assert residue.needles._digits30(data[:16], data[16:]) == digits
 
 
 # -- the search itself: read boundaries and unreadable pages ------------------
 
 def _search(needles, mem, readinto=None):
     hits = []
-    s = residue._Searcher(needles, lambda n, addr: hits.append(addr))
+    s = residue.scan._Searcher(needles, lambda n, addr: hits.append(addr))
 
     def whole(addr, view):
         view[:] = mem[addr:addr + len(view)]
@@ -217,8 +218,10 @@ def _search(needles, mem, readinto=None):
 
 
 def test_copies_across_read_boundaries_are_found_once(monkeypatch):
-    monkeypatch.setattr(residue, "CHUNK", 4096)
+    monkeypatch.setattr(residue.scan, "CHUNK", 4096)
     needles = residue.Secret().needles(("raw", "ucs4"))
+    # The searcher sees the patch: it reads 4 KiB at a time.
+    assert len(residue.scan._Searcher(needles, None).buf) < 2 * 4096
     for n in needles:
         for start in (4096 - n.length - 1, 4096 - n.length, 4096 - 17,
                       4096 - 1, 4096, 8192 - 31, 5 * 4096 - n.length):
@@ -238,7 +241,7 @@ def test_overlapping_and_adjacent_copies_are_each_counted():
 
 
 def test_unreadable_page_is_skipped_not_fatal(monkeypatch):
-    monkeypatch.setattr(residue, "CHUNK", 4096)
+    monkeypatch.setattr(residue.scan, "CHUNK", 4096)
     n = residue.Secret().needles(("raw",))[0]
     mem = bytearray(4 * 4096)
     n.write_into(mem, 100)                   # page 0: found
@@ -339,3 +342,16 @@ def test_report_json_and_table_have_every_run():
         ("live", "control"), ("live", "protected")}
     text = residue.table(report)
     assert "baseline" in text and "live: found" in text
+
+
+def test_command_lists_and_runs_a_scenario():
+    """scripts/residue.py, the command, runs the package's CLI."""
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "residue.py")]
+    r = subprocess.run(cmd + ["--list"], capture_output=True, text=True,
+                       check=True)
+    assert "\nbaseline " in "\n" + r.stdout
+    r = subprocess.run(cmd + ["-s", "live", "--python",
+                              "here=" + sys.executable, "--json", "-"],
+                       capture_output=True, text=True, check=True)
+    report = json.loads(r.stdout)
+    assert [v["verdict"] for v in report["verdicts"]] == ["live: found"]

@@ -1,6 +1,6 @@
 """Run pyperformance benchmarks inside secret.do() (spec §4, third bound).
 
-scripts/bench_pyperformance.py puts this directory on PYTHONPATH (every
+scripts/bench.py pyperformance puts this directory on PYTHONPATH (every
 kind, every side, so that all pay the same import in the start-up
 benchmarks) and, for --kind in-do, sets RUNTIMESECRET_BENCH_MODE for the
 benchmark processes:

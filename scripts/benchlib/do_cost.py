@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
-"""pyperf benchmarks of secret.do()'s cost (spec §4; issue 5's numbers).
-
-Run with the experiment interpreter's bench venv (scripts/bench.sh makes
-it):  python scripts/bench_do.py -o out.json [pyperf options]
+"""pyperf benchmarks of secret.do()'s cost (spec §4; issue 5's numbers):
+`scripts/bench.py do [OUT.json] [pyperf options]` runs this script in the
+experiment's bench venv (cpython-build/venv/bench), as
+`python scripts/benchlib/do_cost.py -o OUT.json [pyperf options]`.
 
 Each pair is the same work with and without secret.do, in one run:
 - noop: the fixed cost, in the main thread and in threads whose stacks are

@@ -1,8 +1,9 @@
-#!/usr/bin/env python3
 """Work inside secret.do() vs the same work outside (spec §4: at most 1.5x),
 with pyperf, both in one run:
 
-  scripts/bench.sh heap [OUT.json] [pyperf options, e.g. --fast]
+  scripts/bench.py inside [OUT.json] [pyperf options, e.g. --fast]
+
+(which runs this script in the experiment's bench venv).
 
 json.loads of a 50 KB document, a dict of 10 000 str, and a bytearray grown
 to 1 MiB by appends of 64 B to 64 KiB. Prints the ratio of means and of
@@ -22,8 +23,8 @@ import ctypes
 import pyperf
 
 import secret
-from bench_do import timed      # same directory
-from heap_works import DOC, d, grow, j
+from do_cost import timed       # same directory
+from works import DOC, d, grow, j
 
 
 _bzero = ctypes.CDLL(None).explicit_bzero
@@ -55,7 +56,7 @@ def main():
     cases += [("bytearray 1MiB/%dB" % step, grow(step))
               for step in (64, 256, 1024, 4096, 65536)]
     if not secret.supported():
-        raise SystemExit("bench_heap_inside: secret.do() does not erase here")
+        raise SystemExit("bench.py inside: secret.do() does not erase here")
     rows = []
     for name, fn in cases:
         nbytes = zeroed_by(fn)

@@ -1,7 +1,12 @@
-"""The works of issue 4's inside-do bounds, shared by
-scripts/bench_heap_inside.py (wall clock) and scripts/callgrind_in_do.py
-(instructions): json.loads of a 50 KB document, a dict of 10 000 str, a
-bytearray grown to 1 MiB, and a float loop."""
+"""The works of issue 4's inside-do bounds, shared by `bench.py inside`
+(wall clock, inside.py) and `bench.py callgrind in-do` (instructions):
+json.loads of a 50 KB document, a dict of 10 000 str, a bytearray grown
+to 1 MiB, and a float loop. And the exit collection's work, shared by
+`bench.py exit-gc` and `bench.py callgrind exit-gc`: a process holds
+EXIT_GC_HOLD lists, func makes EXIT_GC_MAKE.
+
+Imported as `works` by the scripts run in a benchmark's interpreter (this
+directory is their sys.path[0]); keep it to the standard library."""
 
 import json
 
@@ -34,3 +39,7 @@ def float_loop():
     for i in range(100000):
         x = x * 1.0000001 + y * 0.5 - (x - y) * 0.25
     return x
+
+
+EXIT_GC_HOLD = 3_000_000
+EXIT_GC_MAKE = 30_000

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """pyperformance comparisons for spec §4, of four kinds:
 
-  python3 scripts/bench_pyperformance.py [--kind heap|heap-opt|layout|in-do]
+  python3 scripts/bench.py pyperformance [--kind heap|heap-opt|layout|in-do]
       [--passes N] [--benchmarks LIST] [--out DIR] [--compare-only]
 
   heap   the experiment interpreter against pristine (outside `do`, the 1 %
@@ -46,7 +45,6 @@ What it does, all under cpython-build/bench/ (git-ignored):
 Nothing is asserted: the report is for people to read.
 """
 
-import argparse
 import datetime
 import hashlib
 import json
@@ -57,8 +55,10 @@ import statistics
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORK = os.path.join(ROOT, "cpython-build", "bench")
+from .common import (INSTALL, PYPERFORMANCE_VENV, ROOT, WORK, interpreter,
+                     pyperformance_venv, run, write_report)
+from .report import benchmarks, load_values
+
 HOOK = os.path.join(ROOT, "scripts", "pyperf_in_do")
 
 # Allocation-, free- and GC-heavy benchmarks, plus startup: the ones where a
@@ -124,11 +124,6 @@ INTERPRETERS = {"pristine": "pristine 3.13.5, unpatched",
                 "never-run function in each object file)"}
 
 
-def run(cmd, **kw):
-    print("+ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, **kw)
-
-
 def sha256(path):
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -136,50 +131,17 @@ def sha256(path):
 
 def snapshot(name, installed):
     """Copy cpython-build/install/INSTALLED to WORK/NAME; its python3."""
-    src = os.path.join(ROOT, "cpython-build", "install", installed)
+    src = os.path.join(INSTALL, installed)
     dst = os.path.join(WORK, name)
-    if not os.path.exists(os.path.join(src, "bin", "python3")):
-        how = "./run build"
-        if installed.endswith("-opt"):
-            how = "ninja -C cpython-build/_meson optimized"
-        elif installed == "pristine-shifted":
-            how = "ninja -C cpython-build/_meson pristine-shifted.stamp"
-        sys.exit("error: %s is not installed: run %s first" % (src, how))
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, symlinks=True)
     return os.path.join(dst, "bin", "python3")
 
 
-def tools_venv(pristine):
-    venv = os.path.join(WORK, "pyperformance-venv")
-    py = os.path.join(venv, "bin", "python")
-    if not os.path.exists(py):
-        run([pristine, "-m", "venv", venv])
-        run([py, "-m", "pip", "install", "-q", "-r",
-             os.path.join(ROOT, "scripts", "requirements-pyperformance.txt")])
-    return py
-
-
-def load_values(path):
-    """{benchmark: [values...]} from a pyperf suite file."""
-    with open(path) as f:
-        data = json.load(f)
-    out = {}
-    for b in data["benchmarks"]:
-        name = b.get("metadata", {}).get("name")
-        vals = [v for r in b["runs"] for v in r.get("values", [])]
-        if name and vals:
-            out.setdefault(name, []).extend(vals)
-    return out
-
-
 def load_loops(path):
     """{benchmark: sorted list of the loops its values ran with}."""
-    with open(path) as f:
-        data = json.load(f)
     out = {}
-    for b in data["benchmarks"]:
-        md = b.get("metadata", {})
+    for md, b in benchmarks(path):
         for r in b["runs"]:
             if r.get("values"):
                 loops = r.get("metadata", {}).get("loops", md.get("loops"))
@@ -290,10 +252,8 @@ def report(kind, tools_py, files, out_dir, meta):
                 "%.3f | %.3f" % ratios[side][bm] for side in names[1:])))
     lines += ["", "## pyperf compare_to (means)", "", "```",
               cmp.rstrip(), "```", ""]
-    os.makedirs(os.path.join(out_dir, "bench"), exist_ok=True)
     md = os.path.join(out_dir, "pyperformance-%s.md" % kind)
-    with open(md, "w") as f:
-        f.write("\n".join(lines))
+    write_report(md, "\n".join(lines))
     summary = {"reference": names[0],
                "geomean": {pair: {"min": g[0], "mean": g[1]}
                            for pair, g in gmeans.items()},
@@ -302,26 +262,17 @@ def report(kind, tools_py, files, out_dir, meta):
                                      for bm, r in rs.items()}
                               for side, rs in ratios.items()},
                "missing": missing, **meta}
-    with open(os.path.join(out_dir, "bench",
-                           "pyperformance-%s.json" % kind), "w") as f:
-        json.dump(summary, f, indent=1, sort_keys=True)
+    write_report(os.path.join(out_dir, "bench",
+                              "pyperformance-%s.json" % kind),
+                 json.dumps(summary, indent=1, sort_keys=True))
     print("\n".join(lines[:lines.index("## Per benchmark")]))
     print("wrote", md)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--kind", choices=sorted(KINDS), default="heap")
-    ap.add_argument("--passes", type=int, default=3,
-                    help="passes per side (default 3)")
-    ap.add_argument("--benchmarks",
-                    help="comma-separated (default: the kind's subset)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
-    ap.add_argument("--compare-only", action="store_true",
-                    help="rewrite the report from the last run's files")
-    a = ap.parse_args()
-    if a.passes < 1:
-        ap.error("--passes must be at least 1")
+def main(a):
+    """Run (or with a.compare_only, report again) the comparison a.kind:
+    a.passes, a.benchmarks, a.out as `bench.py pyperformance` parses
+    them."""
     _, sides, subset = KINDS[a.kind]
     benchmarks = a.benchmarks or subset
     results = os.path.join(WORK, "results", a.kind)
@@ -329,12 +280,16 @@ def main():
     # File names are compare_to's column titles.
     files = [os.path.join(results, side + ".json") for side, _, _ in sides]
     meta_path = os.path.join(results, "meta.json")
-    tools_py = os.path.join(WORK, "pyperformance-venv", "bin", "python")
+    tools_py = os.path.join(PYPERFORMANCE_VENV, "bin", "python")
     if a.compare_only:
         with open(meta_path) as f:
             meta = json.load(f)
         report(a.kind, tools_py, files, a.out, meta)
         return
+    # Every interpreter installed (pristine runs pyperformance), before
+    # copying any: else an error that says how to build it.
+    for inst in [inst for _, inst, _ in sides] + ["pristine"]:
+        interpreter(inst)
     # One snapshot per distinct side name that is an interpreter copy:
     # in-do runs one experiment copy with two environments.
     pys = {}
@@ -344,7 +299,7 @@ def main():
             pys[copy] = snapshot(copy, inst)
     if "pristine" not in pys:
         pys["pristine"] = snapshot("pristine", "pristine")
-    tools_py = tools_venv(pys["pristine"])
+    tools_py = pyperformance_venv(pys["pristine"])
     side_py = {side: pys[inst if env else side] for side, inst, env in sides}
     for f in files:
         if os.path.exists(f):
@@ -356,7 +311,7 @@ def main():
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short",
                              "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    command = "python3 scripts/bench_pyperformance.py --kind %s --passes %d" \
+    command = "python3 scripts/bench.py pyperformance --kind %s --passes %d" \
         % (a.kind, a.passes)
     if a.benchmarks:
         command += " --benchmarks " + a.benchmarks
@@ -395,7 +350,3 @@ def main():
         # pyperformance puts the benchmark venvs under ./venv.
         run(cmd, cwd=WORK, env=penv)
     report(a.kind, tools_py, files, a.out, meta)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,300 @@
+"""Instruction counts (valgrind --tool=callgrind, PYTHONHASHSEED=0, so they
+repeat) of small works, each a `scripts/bench.py callgrind WORK`:
+
+  alloc       an allocation-heavy loop (alloc_loop.py) on pristine, the
+              experiment and the experiment-off build, minus start-up; then
+              the experiment running it inside secret.do()
+  in-do       the works of issue 4's inside-do bounds and a float loop
+              (works.py) inside secret.do() over the same work outside
+  caches      cache-heavy loops outside do (patches 0020, 0021)
+  io          buffered and text I/O on file objects made before (patch 0016)
+  thread-end  the secret heap's part of a thread's end (issue 21)
+  exit-gc     the collection at the outermost do exit, in a process
+              holding 3 million lists (works.py)
+
+A work that runs N times has a run of 0 times subtracted: start-up,
+imports and set-up are left out.
+"""
+
+import os
+import tempfile
+
+from .common import HERE, ROOT, callgrind, instructions, interpreter
+from .works import EXIT_GC_HOLD, EXIT_GC_MAKE
+
+
+# -- alloc ------------------------------------------------------------------
+
+def alloc(outdir):
+    """The allocation-heavy loop on pristine, experiment and off (when
+    built), minus each one's start-up (`-S -c pass`); the full callgrind
+    files and counts are kept in outdir. Last line: the experiment running
+    the loop inside secret.do(), minus a start-up that imports secret."""
+    os.makedirs(outdir, exist_ok=True)
+    script = os.path.relpath(os.path.join(HERE, "alloc_loop.py"), ROOT)
+
+    def ir(name, argv):
+        # From the top of the tree, paths relative to it, as the counts
+        # in docs/ were made.
+        n = callgrind([os.path.relpath(argv[0], ROOT), *argv[1:]],
+                      out=os.path.abspath(os.path.join(outdir,
+                                                       name + ".out")),
+                      quiet=True, cwd=ROOT)[0]
+        with open(os.path.join(outdir, name + ".ir"), "w") as f:
+            f.write("%d\n" % n)
+        return n
+
+    counts = {}
+    for v in ("pristine", "experiment", "off"):
+        py = interpreter(v, required=v != "off")
+        if py is None:
+            continue
+        w = ir(v + ".work", [py, "-S", script])
+        e = ir(v + ".empty", [py, "-S", "-c", "pass"])
+        counts[v] = w - e
+        print("%s: %d total, %d startup, %d for the script" % (v, w, e,
+                                                               w - e))
+    py = interpreter("experiment")
+    d = (ir("experiment.do", [py, "-S", script, "do"])
+         - ir("experiment.doempty", [py, "-S", "-c", "import secret"]))
+    print("experiment inside do: %d for the script, %.3fx outside"
+          % (d, d / counts["experiment"]))
+
+
+# -- in-do ------------------------------------------------------------------
+
+IN_DO_CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[4])
+import secret
+from works import j, d, grow, float_loop
+work = {"json": j, "dict": d, "bytearray256": grow(256),
+        "float": float_loop}[sys.argv[1]]
+if not secret.supported():
+    sys.exit("secret.do() would not erase here: nothing to measure")
+for _ in range(int(sys.argv[3])):
+    secret.do(work) if sys.argv[2] == "do" else work()
+"""
+
+IN_DO_WORKS = ("json", "dict", "bytearray256", "float")
+
+
+def in_do(pythons, works=IN_DO_WORKS):
+    """Each work 10 times, plainly and through do, on each experiment
+    interpreter (a build tree's ./python works too)."""
+    for py in pythons or [interpreter("experiment")]:
+        for w in works:
+            n = {m: instructions(py, IN_DO_CHILD, w, m, "10", HERE)
+                 - instructions(py, IN_DO_CHILD, w, m, "0", HERE)
+                 for m in ("plain", "do")}
+            print("%s %s: plain %d, do %d, do/plain %.3f"
+                  % (py, w, n["plain"], n["do"], n["do"] / n["plain"]))
+
+
+# -- caches -----------------------------------------------------------------
+
+CACHES_CHILD = r"""
+import functools, re, sys, urllib.parse
+work, n = sys.argv[1], int(sys.argv[2])
+
+@functools.lru_cache(maxsize=128)
+def bounded(x):
+    return x
+
+@functools.cache
+def unbounded(x):
+    return x
+
+patterns = ["p%d[a-z]+" % i for i in range(300)]
+for p in patterns:          # compiled once: later calls miss _cache2 only
+    re.compile(p)
+# The same setup whatever n is, so that the run of 0 subtracts it.
+urls = ["https://u%d.example/x?y=1" % i for i in range(20000)][:n]
+keys = range(n)
+if work == "lru_hit":
+    for i in range(100):
+        bounded(i)
+    for i in keys:
+        bounded(i % 100)
+elif work == "lru_miss_bounded":
+    for i in keys:
+        bounded(-i - 1)
+elif work == "lru_miss_unbounded":
+    for i in keys:
+        unbounded(-i - 1)
+elif work == "re_compile_cache2_miss":
+    for i in keys:
+        re.compile(patterns[i % 300])
+elif work == "re_sub_template":
+    for i in keys:
+        re.sub(r"(a)", r"\1b", "xa")
+elif work == "urlsplit_miss":
+    for u in urls:
+        urllib.parse.urlsplit(u)
+elif work == "quote":
+    for i in keys:
+        urllib.parse.quote("a b/\u00e9")
+"""
+
+CACHES_WORKS = ("lru_hit", "lru_miss_bounded", "lru_miss_unbounded",
+                "re_compile_cache2_miss", "re_sub_template", "urlsplit_miss",
+                "quote")
+CACHES_N = 20000
+
+
+def caches(pythons, works=CACHES_WORKS):
+    """Instructions per call of each work, N calls minus 0, on each
+    (label, python) (default: pristine, experiment, off); each
+    interpreter's ratio to the first."""
+    pythons = pythons or [(v, interpreter(v))
+                          for v in ("pristine", "experiment", "off")]
+    print("| work | " + " | ".join(lab for lab, _ in pythons) + " |")
+    print("|---" * (len(pythons) + 1) + "|")
+    for w in works:
+        per = [(instructions(py, CACHES_CHILD, w, str(CACHES_N))
+                - instructions(py, CACHES_CHILD, w, "0")) / CACHES_N
+               for _, py in pythons]
+        cells = ["%.1f" % per[0]] + ["%.1f (%+.2f %%)" % (
+            p, 100 * (p / per[0] - 1)) for p in per[1:]]
+        print("| %s | %s |" % (w, " | ".join(cells)))
+
+
+# -- io ---------------------------------------------------------------------
+
+IO_CHILD = r"""
+import os, sys
+work, mode, n, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+binary = open(path, "rb")
+text = open(path, "r", encoding="ascii")
+out = open(os.devnull, "w", encoding="ascii")
+line = "x" * 60 + "\n"
+
+def lines_binary():
+    binary.seek(0)
+    return sum(1 for _ in iter(binary.readline, b""))
+
+def lines_text():
+    text.seek(0)
+    return sum(1 for _ in iter(text.readline, ""))
+
+def write_text():
+    for _ in range(10000):
+        out.write(line)
+    out.flush()
+
+fn = {"lines_binary": lines_binary, "lines_text": lines_text,
+      "write_text": write_text}[work]
+
+if mode == "do":
+    import secret
+    # Outside the count (the 0-times run does it too): the heap's
+    # reservation, and under valgrind (no mlock2) its partial-lock warning.
+    secret.do(int)
+
+def loop():
+    if mode == "do":
+        for _ in range(n):
+            secret.do(fn)
+    else:
+        for _ in range(n):
+            fn()
+
+# In a thread: valgrind maps the main thread's stack only near its stack
+# pointer, and do() reads and zeroes below its frame as deep as the work
+# went (docs/erasure.md); a thread's stack is mapped whole.
+import threading
+t = threading.Thread(target=loop)
+t.start()
+t.join()
+"""
+
+IO_WORKS = ("lines_binary", "lines_text", "write_text")
+
+
+def io(works=IO_WORKS):
+    """Per work (file objects made before it, as sys.stdin and sys.stdout
+    are, 5 runs): pristine, the experiment outside do (what the hooks cost
+    ordinary code) and the experiment with each run inside do (what the
+    move into the secret heap and the zeroing cost)."""
+    pristine = interpreter("pristine")
+    experiment = interpreter("experiment")
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        # 10 000 lines of 61 bytes: 610 KB, read through an 8 KiB buffer.
+        f.write(("y" * 60 + "\n") * 10000)
+        f.flush()
+        for w in works:
+            n = {}
+            for label, py, mode in (("pristine", pristine, "plain"),
+                                    ("experiment", experiment, "plain"),
+                                    ("experiment in do", experiment, "do")):
+                n[label] = (instructions(py, IO_CHILD, w, mode, "5", f.name)
+                            - instructions(py, IO_CHILD, w, mode, "0",
+                                           f.name))
+            print("%-13s pristine %d, experiment %d (%.4fx), in do %d "
+                  "(%.4fx of experiment outside)"
+                  % (w, n["pristine"], n["experiment"],
+                     n["experiment"] / n["pristine"], n["experiment in do"],
+                     n["experiment in do"] / n["experiment"]))
+
+
+# -- thread-end -------------------------------------------------------------
+
+THREAD_END_CHILD = r"""
+import os, sys, threading, secret
+inherit = sys.argv[1] == "inherit"
+def body():
+    if not inherit:
+        secret.do(lambda: [os.urandom(100) for _ in range(20)])
+    else:
+        [os.urandom(100) for _ in range(20)]
+def start():
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+secret.do(int)
+for _ in range(int(sys.argv[2])):
+    secret.do(start) if inherit else start()
+"""
+THREAD_END_N = 200
+
+
+def thread_end(pythons):
+    """Instructions counted inside _PySecretHeap_ThreadDone (the heap's
+    part of the thread-end hook) per thread, for 200 threads that each
+    ran secret.do() once and 200 started in do() (inherited)."""
+    for py in pythons or [interpreter("experiment")]:
+        for case in ("do", "inherit"):
+            n = instructions(
+                py, THREAD_END_CHILD, case, str(THREAD_END_N),
+                options=["--toggle-collect=_PySecretHeap_ThreadDone"])
+            print("%-8s %8.1f instructions per thread end  %s"
+                  % (case, n / THREAD_END_N, py))
+
+
+# -- exit-gc ----------------------------------------------------------------
+
+EXIT_GC_CHILD = r"""
+import gc, sys, secret
+hold = [[] for _ in range(%d)]
+gc.collect()
+def func():
+    x = [[i] for i in range(%d)]
+    return len(x)
+do = sys.argv[1] == "do"
+for _ in range(int(sys.argv[2])):
+    secret.do(func) if do else func()
+""" % (EXIT_GC_HOLD, EXIT_GC_MAKE)
+
+
+def exit_gc(python):
+    """Instructions per call of func, plain and through do (5 calls minus
+    0), in a process holding 3 million lists."""
+    python = python or interpreter("experiment")
+    per = {}
+    for mode in ("plain", "do"):
+        per[mode] = (instructions(python, EXIT_GC_CHILD, mode, "5")
+                     - instructions(python, EXIT_GC_CHILD, mode, "0")) / 5
+    print("holding %d lists, func makes %d: plain %.0f, do %.0f "
+          "instructions per call (%.2fx)"
+          % (EXIT_GC_HOLD, EXIT_GC_MAKE, per["plain"], per["do"],
+             per["do"] / per["plain"]))

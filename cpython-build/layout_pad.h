@@ -6,7 +6,7 @@
  * what a patch that adds a few instructions to some functions also does.
  * The wall-clock difference between this build and pristine is the noise
  * of code placement alone (scripts/bench.py pyperformance --kind layout,
- * docs/heap-cost.md). */
+ * docs/performance.md). */
 #ifndef RUNTIMESECRET_LAYOUT_PAD_H
 #define RUNTIMESECRET_LAYOUT_PAD_H
 /* Not in assembly sources (Python/asm_trampoline.S gets CFLAGS too). */

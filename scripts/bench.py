@@ -85,7 +85,9 @@ def parser():
                    help="passes per side (default 3)")
     p.add_argument("--benchmarks",
                    help="comma-separated (default: the kind's subset)")
-    p.add_argument("--out", default=os.path.join(common.ROOT, "docs"))
+    p.add_argument("--out", default=os.path.join(common.ROOT, "docs", "bench"),
+                   help="where the run's report (pyperformance-KIND.md, "
+                   ".json) goes (default docs/bench)")
     p.add_argument("--compare-only", action="store_true",
                    help="rewrite the report from the last run's files")
     p = sub.add_parser("callgrind", help="instruction counts",

@@ -3,25 +3,23 @@
   python3 scripts/bench.py pyperformance [--kind heap|heap-opt|layout|in-do]
       [--passes N] [--benchmarks LIST] [--out DIR] [--compare-only]
 
-  heap   the experiment interpreter against pristine (outside `do`, the 1 %
-         bound), with a second copy of pristine run the same way as the
-         A/A control (what this machine's noise alone gives):
-         docs/pyperformance-heap.md
+  heap   the experiment interpreter against pristine (outside `do`, the
+         +0.5 % bound, which instruction counts judge), with a second
+         copy of pristine run the same way as the A/A control (what this
+         machine's noise alone gives)
   heap-opt the same for the PGO+LTO builds (`--enable-optimizations
          --with-lto`, as distributions build CPython; `ninja -C
-         cpython-build/_meson optimized` makes them):
-         docs/pyperformance-heap-opt.md
+         cpython-build/_meson optimized` makes them)
   layout pristine with its code placed elsewhere (the pristine-shifted
          build: the same instructions at other addresses,
          cpython-build/layout_pad.h; `ninja -C cpython-build/_meson
          pristine-shifted.stamp` makes it) and the experiment, both
          against pristine: how far code placement alone moves wall-clock
-         time, next to what the experiment measures:
-         docs/pyperformance-layout.md
+         time, next to what the experiment measures
   in-do  on the experiment interpreter, each benchmark's timed work called
          through secret.do() against the same work called plainly (the
          1.5x bound; scripts/pyperf_in_do/sitecustomize.py does the
-         wrapping): docs/pyperformance-in-do.md
+         wrapping)
 
 What it does, all under cpython-build/bench/ (git-ignored):
   1. copies the installed interpreters it needs (cpython-build/install/
@@ -37,12 +35,16 @@ What it does, all under cpython-build/bench/ (git-ignored):
      of this noisy machine fall on all sides; every pass after the first
      runs each benchmark with the loops the first pass calibrated, so all
      sides time the same work per value;
-  4. writes OUT/pyperformance-KIND.md: pyperf's own comparison (geometric
-     mean of the means) and a second geometric mean of per-benchmark
-     minima, which is far steadier here (../shared notes: an A/A run differs
-     by ~3 % on means, ~0.2 % on minima).
+  4. writes the run's raw report, OUT/pyperformance-KIND.md (OUT is
+     docs/bench unless --out says otherwise): pyperf's own comparison
+     (geometric mean of the means), a second geometric mean of
+     per-benchmark minima, which is far steadier here (../shared notes:
+     an A/A run differs by ~3 % on means, ~0.2 % on minima), and the
+     per-benchmark ratios; and OUT/pyperformance-KIND.json, the same
+     numbers for scripts.
 
-Nothing is asserted: the report is for people to read.
+Nothing is asserted: the report is for people to read. Its summary goes
+into docs/performance.md (the bounds and the table of runs), by hand.
 """
 
 import datetime
@@ -109,7 +111,7 @@ KINDS = {
 # per pass, 8 of 39 benchmarks ran with different loops on different sides
 # or passes (create_gc_cycles 32 or 64); fixed, every side times the same
 # work per value (it did not make this VM measurably steadier:
-# docs/heap-cost.md, run 2). The first pass calibrates; every
+# docs/performance.md, run 2). The first pass calibrates; every
 # later pass of every side runs with its loops
 # (scripts/pyperf_in_do/sitecustomize.py, RUNTIMESECRET_BENCH_LOOPS).
 FIXED_LOOPS = {"in-do", "heap", "heap-opt", "layout"}
@@ -194,8 +196,9 @@ def report(kind, tools_py, files, out_dir, meta):
     lines = [
         "# pyperformance: " + title,
         "",
-        "Made by `%s` on %s, on this project's 2-core x86-64 VM." % (
-            meta["command"], meta["date"]),
+        "Made by `%s` on %s, on this project's 2-core x86-64 VM. "
+        "The raw report of one run: docs/performance.md has the summary "
+        "and the history of runs." % (meta["command"], meta["date"]),
         "",
         "- commit: `%s`" % meta["commit"],
     ]
@@ -257,13 +260,13 @@ def report(kind, tools_py, files, out_dir, meta):
     summary = {"reference": names[0],
                "geomean": {pair: {"min": g[0], "mean": g[1]}
                            for pair, g in gmeans.items()},
-               "benchmarks": {side: {bm: {"ratio_min": r[0],
-                                          "ratio_mean": r[1]}
-                                     for bm, r in rs.items()}
-                              for side, rs in ratios.items()},
+               # Not "benchmarks": meta's list of them has that key.
+               "ratios": {side: {bm: {"ratio_min": r[0],
+                                      "ratio_mean": r[1]}
+                                 for bm, r in rs.items()}
+                          for side, rs in ratios.items()},
                "missing": missing, **meta}
-    write_report(os.path.join(out_dir, "bench",
-                              "pyperformance-%s.json" % kind),
+    write_report(os.path.join(out_dir, "pyperformance-%s.json" % kind),
                  json.dumps(summary, indent=1, sort_keys=True))
     print("\n".join(lines[:lines.index("## Per benchmark")]))
     print("wrote", md)

@@ -4,6 +4,7 @@ running during do(), and 8 threads doing do() with cross-thread frees."""
 import os
 import subprocess
 import sys
+import sysconfig
 import tracemalloc
 
 import pytest
@@ -17,8 +18,13 @@ ROOT = os.path.dirname(HERE)
 
 # The debug hooks fill freed blocks with 0xDD themselves, so their control
 # cannot find the data; the non-debug runs are the controls for those.
-ALLOCATORS = ["pymalloc", "malloc", "mimalloc", "debug", "malloc_debug",
-              "mimalloc_debug"]
+# An AddressSanitizer build has no pymalloc (CPython's configure leaves it
+# out), so PYTHONMALLOC=pymalloc is refused there.
+ALLOCATORS = [
+    pytest.param("pymalloc", marks=pytest.mark.skipif(
+        not sysconfig.get_config_var("WITH_PYMALLOC"),
+        reason="this build has no pymalloc (an ASan build)")),
+    "malloc", "mimalloc", "debug", "malloc_debug", "mimalloc_debug"]
 _cache = {}
 
 

@@ -32,7 +32,7 @@ import textwrap
 import pytest
 
 import secret
-from conftest import in_thread
+from conftest import ASAN, in_thread
 
 T = pytest.importorskip("_testsecret")
 
@@ -245,7 +245,11 @@ def test_generated_shapes_leave_nothing():
             leaks.append("%d copies: %s" % (n, case.describe()))
     info = "seed %d, %d cases" % (SEED, N_CASES)
     assert leaks == [], info + "\n" + "\n".join(leaks[:20])
-    assert controls_missed == [], (
+    # Under AddressSanitizer its runtime writes the stack below the caller
+    # too (a few controls of 1,500 find nothing there); a case whose control
+    # missed proves nothing, the others still do.
+    allowed = N_CASES // 100 if ASAN else 0
+    assert len(controls_missed) <= allowed, (
         info + ": controls that found nothing (the shape proves nothing)\n"
         + "\n".join(controls_missed[:20]))
 
@@ -309,7 +313,8 @@ def test_deeper_than_the_hole_in_a_thread():
         T.write_stack_pattern(pattern, 7 << 20)
         return c[1], p[1]
 
-    control, protected = in_thread(8 << 20, body)
+    # ASan's frames are larger: the 7 MiB write needs a larger stack there.
+    control, protected = in_thread((16 if ASAN else 8) << 20, body)
     assert control > 0
     assert protected == 0
 

@@ -11,6 +11,7 @@
 #include "pycore_genobject.h"     // _PyAsyncGenValueWrapperNew()
 #include "pycore_hashtable.h"     // _Py_hashtable_new()
 #include "pycore_object_stack.h"  // _PyObjectStackChunk_New()
+#include "pycore_initconfig.h"    // _Py_GetEnv()
 #include "pycore_interp.h"        // PyInterpreterState.gc
 #include "pycore_pyerrors.h"      // _PyErr_FormatFromCause(),
                                   // _PyException_AddNote()
@@ -52,7 +53,22 @@ static const struct {
     /* §3.4: lru_cache, re and urllib.parse caches are not filled in secret
      * mode (patches 0020, 0021) */
     {"caches", 1, 0},
+    /* §3.4/§3.5: the adaptive state of code made before do() does not
+     * change in secret mode (patch 0025): only with -X secret_freeze_code,
+     * see freeze_code */
+    {"code_state", 1, 0},
 };
+
+/* -X secret_freeze_code[=1|0] or PYTHONSECRETFREEZECODE=1|0 (patch 0025):
+ * in secret mode, code that is not a secret block neither counts nor
+ * specializes nor marks its first run, so that its state says nothing of
+ * what ran in do(). Off by default: such code then runs unspecialized in
+ * do() (richards run in do() only: 1.9x the instructions). Read when the
+ * module is first loaded; the eval loop reads the flag only in secret
+ * mode. freeze_code_error: a value that is not valid, which do() raises
+ * (a typo must not leave the state silently unprotected). */
+int _PySecret_freeze_code;
+static char freeze_code_error[200];
 
 /* The module's state: one per interpreter. */
 typedef struct {
@@ -1247,6 +1263,10 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     if (_PySecretHeap_EnsureReserved() < 0) {
         return NULL;
     }
+    if (freeze_code_error[0] != '\0') {
+        PyErr_SetString(PyExc_ValueError, freeze_code_error);
+        return NULL;
+    }
 #if _Py_SECRET_HEAP
     int outermost = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
     exit_gc gcs;
@@ -1328,9 +1348,10 @@ PyDoc_STRVAR(secret_protections_doc,
 "heap is excluded from core dumps. no_swap: all of it is locked against\n"
 "swap, now and as it grows (RLIMIT_MEMLOCK covers its size, or\n"
 "-X secret_require_lock refuses unlocked memory; heap_info() says what\n"
-"was granted). no_core_dump_or_swap (deprecated): both. Reserves the\n"
-"secret heap if no do() has yet, and raises what do() would if that\n"
-"fails.");
+"was granted). no_core_dump_or_swap (deprecated): both. code_state: the\n"
+"adaptive state of code made before do() does not change in do()\n"
+"(-X secret_freeze_code). Reserves the secret heap if no do() has yet,\n"
+"and raises what do() would if that fails.");
 
 static PyObject *
 secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -1338,6 +1359,10 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
     /* The swap claim depends on what the kernel granted: ask for it now,
      * as do() would. */
     if (_PySecretHeap_EnsureReserved() < 0) {
+        return NULL;
+    }
+    if (freeze_code_error[0] != '\0') {
+        PyErr_SetString(PyExc_ValueError, freeze_code_error);
         return NULL;
     }
     int granted = (_PySecretHeap_NoCoreDump() ? DUMP : 0)
@@ -1349,6 +1374,9 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
     for (size_t i = 0; i < Py_ARRAY_LENGTH(protections); i++) {
         int on = (_PySecret_SUPPORTED && protections[i].erased
                   && (protections[i].needs & ~granted) == 0);
+        if (strcmp(protections[i].name, "code_state") == 0) {
+            on = on && _PySecret_freeze_code;
+        }
         if (PyDict_SetItemString(dict, protections[i].name,
                                  on ? Py_True : Py_False) < 0) {
             Py_DECREF(dict);
@@ -1485,10 +1513,48 @@ done:
     return func;
 }
 
+static void
+read_freeze_code(void)
+{
+    const char *source = "-X secret_freeze_code";
+    const char *text = NULL;
+    PyObject *xopts = PySys_GetXOptions();      /* borrowed */
+    PyObject *v = xopts ? PyDict_GetItemString(xopts, "secret_freeze_code")
+                        : NULL;
+    if (v != NULL) {
+        text = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : "";
+        if (text == NULL) {
+            PyErr_Clear();
+            text = "";
+        }
+    }
+    else {
+        source = "PYTHONSECRETFREEZECODE";
+        text = _Py_GetEnv(_Py_GetConfig()->use_environment,
+                          "PYTHONSECRETFREEZECODE");
+    }
+    if (text == NULL) {
+        return;
+    }
+    if ((text[0] == '\0' && v != NULL) || strcmp(text, "1") == 0) {
+        _PySecret_freeze_code = 1;
+    }
+    else if (strcmp(text, "0") == 0 || text[0] == '\0') {
+        _PySecret_freeze_code = 0;
+    }
+    else {
+        PyOS_snprintf(freeze_code_error, sizeof(freeze_code_error),
+                      "%s=%.60s: use 1 (or no value with -X) to freeze the "
+                      "adaptive state of code made before do(), 0 not to",
+                      source, text);
+    }
+}
+
 static int
 secret_exec(PyObject *module)
 {
     secret_state *st = PyModule_GetState(module);
+    read_freeze_code();
     st->placeholder = make_placeholder();
     return st->placeholder == NULL ? -1 : 0;
 }

@@ -1468,9 +1468,9 @@ static PyMethodDef secret_methods[] = {
 };
 
 /* The placeholder of a cleared frame (see "The exception that leaves
- * do()"): `def cleared(): pass`, compiled with secret mode dropped (the
- * compiler runs no Python code), its globals holding only the
- * interpreter's builtins. */
+ * do()"): a function `cleared` whose code is PyCode_NewEmpty()'s (never
+ * run: it only names the frame and gives it a line), made with secret
+ * mode dropped, its globals holding only the interpreter's builtins. */
 static PyObject *
 make_placeholder(void)
 {
@@ -1480,10 +1480,9 @@ make_placeholder(void)
     _PySecret_tls.mode = 0;
 #endif
     PyObject *func = NULL, *globals = NULL;
-    PyObject *mod = Py_CompileString("def cleared():\n    pass\n",
-                                     "<cleared by secret.do()>",
-                                     Py_file_input);
-    if (mod == NULL) {
+    PyCodeObject *code = PyCode_NewEmpty("<cleared by secret.do()>",
+                                         "cleared", 1);
+    if (code == NULL) {
         goto done;
     }
     globals = PyDict_New();
@@ -1493,20 +1492,10 @@ make_placeholder(void)
     {
         goto done;
     }
-    PyObject *consts = ((PyCodeObject *)mod)->co_consts;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
-        if (PyCode_Check(PyTuple_GET_ITEM(consts, i))) {
-            func = PyFunction_New(PyTuple_GET_ITEM(consts, i), globals);
-            break;
-        }
-    }
-    if (func == NULL && !PyErr_Occurred()) {
-        PyErr_SetString(PyExc_SystemError,
-                        "_secret: no placeholder function");
-    }
+    func = PyFunction_New((PyObject *)code, globals);
 done:
     Py_XDECREF(globals);
-    Py_XDECREF(mod);
+    Py_XDECREF(code);
 #if _Py_SECRET_HEAP
     _PySecret_tls.mode = mode;
 #endif

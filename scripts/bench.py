@@ -18,6 +18,7 @@ Instruction counts, valgrind's callgrind (exact and repeatable):
   bench.py callgrind alloc [OUTDIR]
   bench.py callgrind in-do [PYTHON ...] [--works LIST]
   bench.py callgrind caches [LABEL=PYTHON ...] [--works LIST]
+  bench.py callgrind adaptive [LABEL=PYTHON ...] [--works LIST]
   bench.py callgrind io [--works LIST]
   bench.py callgrind thread-end [PYTHON ...]
   bench.py callgrind exit-gc [PYTHON]
@@ -108,6 +109,11 @@ def parser():
                          description=callgrind.caches.__doc__)
     w.add_argument("pythons", nargs="*", metavar="LABEL=PYTHON")
     add_works(w, callgrind.CACHES_WORKS)
+    w = works.add_parser("adaptive",
+                         help="adaptive interpreter paths (patch 0025)",
+                         description=callgrind.adaptive.__doc__)
+    w.add_argument("pythons", nargs="*", metavar="LABEL=PYTHON")
+    add_works(w, callgrind.ADAPTIVE_WORKS)
     w = works.add_parser("io", help="buffered and text I/O",
                          description=callgrind.io.__doc__)
     add_works(w, callgrind.IO_WORKS)
@@ -188,6 +194,11 @@ def main(argv=None):
         if any(len(p) != 2 for p in pythons):
             ap.error("caches takes LABEL=PYTHON")
         callgrind.caches(pythons, works(ap, a, callgrind.CACHES_WORKS))
+    elif a.work == "adaptive":
+        pythons = [p.split("=", 1) for p in a.pythons]
+        if any(len(p) != 2 for p in pythons):
+            ap.error("adaptive takes LABEL=PYTHON")
+        callgrind.adaptive(pythons, works(ap, a, callgrind.ADAPTIVE_WORKS))
     elif a.work == "io":
         callgrind.io(works(ap, a, callgrind.IO_WORKS))
     elif a.work == "thread-end":

@@ -361,12 +361,13 @@ def test_protections_are_reported():
     assert set(p) == {"registers", "c_stack", "signal_frames",
                       "frame_stack", "heap", "no_core_dump", "no_swap",
                       "no_core_dump_or_swap", "io_buffers",
-                      "exception_frames", "caches"}
+                      "exception_frames", "caches", "code_state"}
     assert all(isinstance(v, bool) for v in p.values())
     # What this build erases (tests/test_erasure.py and tests/test_heap.py
     # prove each); out of swap only if the kernel lets all the secret heap
     # commits be locked (tests/test_heap.py::test_swap_claim_follows_the_lock);
-    # no_core_dump_or_swap (deprecated) is both.
+    # no_core_dump_or_swap (deprecated) is both. code_state only with
+    # -X secret_freeze_code (tests/test_adaptive_state.py).
     info = secret.heap_info()
     assert info["reserved"] > 0     # protections() reserved the heap
     dump, swap = info["dontdump"], info["locked"]
@@ -374,4 +375,4 @@ def test_protections_are_reported():
                  "frame_stack": True, "heap": True, "no_core_dump": dump,
                  "no_swap": swap, "no_core_dump_or_swap": dump and swap,
                  "io_buffers": True, "exception_frames": True,
-                 "caches": True}
+                 "caches": True, "code_state": False}

@@ -19,6 +19,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 import traceback
 import weakref
 
@@ -791,6 +792,353 @@ def test_big_groups_and_long_chains():
     every = reachable_exceptions(e)
     assert len(every) > 7000
     assert leaked(e, code_tree(f), key) == []
+
+
+# --- what a cleared frame still points to (review F1) ----------------------
+
+def reachable_key(obj, key, stop):
+    """Whether key (a str) is reachable from obj through gc referents, as a
+    memory walker holding obj would find it. stop: objects not to enter
+    (the test's own running frames, modules and types)."""
+    seen, todo = set(), [obj]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or id(o) in stop or isinstance(
+                o, (type, type(sys))):
+            continue
+        seen.add(id(o))
+        if isinstance(o, str) and key in o:
+            return True
+        todo += gc.get_referents(o)
+    return False
+
+
+def running_frames():
+    ids, f = set(), sys._getframe()
+    while f is not None:
+        ids.add(id(f))
+        f = f.f_back
+    return ids
+
+
+def kept_closure(kept, key):
+    def check(item):            # a closure over the key, made in func
+        kept.append(sys._getframe())
+        if item != key:
+            raise ValueError("bad item")
+    check("guess")
+
+
+def kept_default(kept, key):
+    def check(item, k=key):     # the key as a default argument
+        kept.append(sys._getframe())
+        raise ValueError("bad item")
+    check("guess")
+
+
+def kept_exec(kept, key):
+    # A config file exec'd in func (Flask's from_pyfile shape): its
+    # namespace holds the key, its code object the key as a constant.
+    src = "SECRET_KEY = %r\nKEPT.append(sys._getframe())\nundefined\n" % key
+    exec(compile(src, "settings.py", "exec"), {"KEPT": kept, "sys": sys})
+
+
+def kept_lambda_in_pool(kept, key):
+    # A lambda made in func, run by a thread that existed before do().
+    with concurrent.futures.ThreadPoolExecutor(1) as p:
+        p.submit(int).result()
+        f = p.submit(lambda: (kept.append(sys._getframe()), 1 / len(key[:0])))
+        concurrent.futures.wait([f])
+    raise RuntimeError from f.exception()
+
+
+@pytest.mark.parametrize("shape", [kept_closure, kept_default, kept_exec,
+                                   kept_lambda_in_pool])
+@pytest.mark.parametrize("protect", [False, True])
+def test_kept_frame_reaches_nothing_of_func(shape, protect):
+    # A frame held elsewhere (a profiler, a logging record) is cleared; what
+    # the clearing leaves (the frame's function, globals, builtins and code)
+    # must not lead back to the key either.
+    kept = []
+    key = new_secret()
+    e = catch(secret.do if protect else plain, shape, kept, key)
+    assert isinstance(e, (ValueError, NameError, RuntimeError))
+    stop = running_frames() | {id(e)}
+    assert reachable_key(kept[0], key, stop) != protect
+    fr = kept[0]
+    # Still a usable frame object: its line, code and names can be read.
+    assert isinstance(fr.f_lineno, int) and fr.f_lineno > 0
+    assert isinstance(fr.f_code.co_name, str) and fr.f_code.co_filename
+    "".join(traceback.format_stack(fr))
+    if protect:
+        assert fr.f_locals == {}
+        if shape is kept_exec:
+            # The code compiled in func is the placeholder's now.
+            assert fr.f_code.co_filename == "<cleared by secret.do()>"
+            assert "SECRET_KEY" not in fr.f_globals
+        else:
+            # A function made before do() keeps its code: its name shows.
+            assert fr.f_code.co_name in ("check", "<lambda>")
+    del e
+
+
+def test_kept_frames_of_a_logged_traceback():
+    # The reviewer's shape: a BufferingHandler keeps the record of
+    # log.exception(), with its traceback; the key, read in func, is in a
+    # closure made there.
+    import logging
+    import logging.handlers
+    buf = logging.handlers.BufferingHandler(100)
+    log = logging.getLogger("test_exceptions.kept")
+    log.addHandler(buf)
+    log.propagate = False
+    found = {}
+    try:
+        for protect in (False, True):
+            buf.buffer.clear()
+            box = []        # the key, for the test to look for it
+
+            def work():
+                key = new_secret()
+                box.append(key)
+
+                def check(item):
+                    if item != key:
+                        raise ValueError("bad item")
+                try:
+                    check("guess")
+                except ValueError:
+                    log.exception("check failed")
+                    raise
+
+            e = catch(secret.do if protect else plain, work)
+            tb = buf.buffer[0].exc_info[2]
+            # (work, made outside do(), reaches box: not followed.)
+            found[protect] = reachable_key(
+                tb, box[0], running_frames() | {id(e), id(box)})
+            del e, tb, work
+    finally:
+        log.removeHandler(buf)
+    assert found == {False: True, True: False}
+
+
+# --- frames another thread made (review F1b) -------------------------------
+
+class Sampler:
+    """A sampling profiler's thread (started before do()) that keeps the
+    frame objects of the main thread it samples with sys._current_frames():
+    func's frame objects are then made outside secret mode."""
+
+    def __init__(self):
+        self.target = threading.get_ident()
+        self.want, self.done = threading.Event(), threading.Event()
+        self.stop = False
+        self.kept = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            if self.want.wait(0.05):
+                self.want.clear()
+                f = sys._current_frames().get(self.target)
+                while f is not None:
+                    self.kept.append(f)
+                    f = f.f_back
+                self.done.set()
+
+    def sample(self):
+        self.done.clear()
+        self.want.set()
+        # Not an Event.wait(): the sampled frames stay as they are.
+        while not self.done.is_set():
+            time.sleep(0.0005)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+
+
+@pytest.mark.parametrize("protect", [False, True])
+def test_frames_sampled_by_another_thread_are_cleared(protect):
+    # func calls a(key) -> b(), which catches c()'s exception and returns
+    # it; func chains it. a's frame is in no traceback, kept alive by b's
+    # f_back, and its frame object was made by the sampler's thread.
+    sampler = Sampler()
+
+    def c():
+        raise ValueError("c failed")
+
+    def b():
+        try:
+            c()
+        except ValueError as e:
+            return e
+
+    def a(key):
+        mid_key = key
+        sampler.sample()
+        return b()
+
+    def f(key):
+        e = a(key)
+        raise RuntimeError("wrapped") from e
+
+    key = new_secret()
+    try:
+        e = catch(secret.do if protect else plain, f, key)
+    finally:
+        sampler.close()
+    mine = {f.__code__, a.__code__, b.__code__, c.__code__}
+    kept = [fr for fr in sampler.kept if fr.f_code in mine]
+    assert {fr.f_code.co_name for fr in kept} == {"f", "a"}
+    readable = [(fr.f_code.co_name, name) for fr in kept
+                for name, v in fr.f_locals.items() if v == key]
+    assert (readable == []) == protect, readable
+    assert (leaked(e, code_tree(f, a, b, c), key) == []) == protect
+    del e
+
+
+# --- exhaustion of the secret heap (review F2) -----------------------------
+
+@pytest.mark.parametrize("members, fill", [(40, True), (40, False),
+                                           (31, True)])
+def test_secret_heap_full_group_members(members, fill):
+    # func raises a group of many members, the secret heap full: the walk's
+    # own memory is not secret, so every member is walked and stripped, and
+    # gets its note once the frames are cleared (which frees the heap).
+    # The control, the same program without do(), finds the key in every
+    # member's frame. (Before the walk's memory left the secret heap, 40
+    # members with the heap filled kept all 40 frames; 31, within the
+    # walk's built-in stack, none.)
+    code = textwrap.dedent("""
+        import os, secret, sys, traceback
+        def member(i, hog, key):
+            member_key = key
+            raise ValueError(i)
+        def fill(hog):
+            for size in (1 << 16, 4096, 1024, 256):
+                try:
+                    while True:
+                        hog.append(bytearray(size))
+                except MemoryError:
+                    pass
+        def work(n, do_fill):
+            key = os.urandom(16).hex()
+            hog, excs = [], []
+            for i in range(n):
+                try:
+                    member(i, hog, key)
+                except ValueError as e:
+                    excs.append(e)
+            eg = ExceptionGroup("many", excs)
+            del excs
+            if do_fill:
+                fill(hog)
+            del hog, key
+            raise eg
+        n, do_fill = int(sys.argv[1]), sys.argv[2] == "1"
+        for protect in (False, True):
+            try:
+                # (Outside do() the heap is not secret: not filled.)
+                (secret.do if protect else (lambda f, *a: f(*a)))(
+                    work, n, do_fill and protect)
+            except ExceptionGroup as e:
+                err = e
+            leaks = sum("member_key" in fr.f_locals
+                        for m in err.exceptions
+                        for fr, _ in traceback.walk_tb(m.__traceback__))
+            notes = sum(bool(getattr(m, "__notes__", None))
+                        for m in err.exceptions)
+            print(protect, len(err.exceptions), leaks, notes)
+            del err
+    """)
+    r = run_python(EXPERIMENT, code, str(members), str(int(fill)),
+                   timeout=300,
+                   env=dict(os.environ, PYTHONSECRETHEAPSIZE="8M"))
+    assert r.stdout.split("\n")[:2] == [
+        "False %d %d 0" % (members, members),     # the control
+        "True %d 0 %d" % (members, members)], r.stdout + r.stderr
+
+
+# --- exceptions that existed before do() (review F5) -----------------------
+
+def job_failing(x):
+    state = {"request": x}
+    raise LookupError("job failed")
+
+
+@pytest.mark.parametrize("how", ["cause", "reraise"])
+def test_exception_from_before_do_keeps_its_history(how):
+    # A pool worker's failure, made before do() and kept by the caller's
+    # Future: func chains it (raise ... from) or re-raises it. Its history
+    # (its frames, their locals, no note) stays the caller's; what func
+    # added is dropped. The control: a failure made during do() by the same
+    # pool is func's: stripped (test_worker_thread_frames).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(job_failing, 42)
+        concurrent.futures.wait([fut])
+        err = fut.exception()
+        tb0 = err.__traceback__
+        before = [(fr.f_code.co_name, sorted(fr.f_locals))
+                  for fr, _ in traceback.walk_tb(tb0)]
+        assert [n for n, _ in before] == ["run", "job_failing"]
+
+        def f(key):
+            func_key = key
+            if how == "cause":
+                raise RuntimeError("report") from fut.exception()
+            fut.result()
+
+        key = new_secret()
+        e = catch(secret.do, f, key)
+        during = catch(secret.do, lambda: pool.submit(
+            job_failing, key).result())
+    after = [(fr.f_code.co_name, sorted(fr.f_locals))
+             for fr, _ in traceback.walk_tb(err.__traceback__)]
+    if how == "cause":
+        assert e.__cause__ is err
+        assert err.__traceback__ is tb0 and after == before
+        assert not hasattr(err, "__notes__")
+    else:
+        assert e is err
+        # func's entries (f, the Future's result()) are dropped, a note says
+        # so; the worker's history stays.
+        assert after[-2:] == before
+        assert [n for n, _ in after[:-2]] == ["catch"]
+        assert e.__notes__[-1].splitlines()[-1].endswith("in __get_result")
+    assert leaked(e, code_tree(f), key) == []
+    # The control: made during do(), the worker's frames are func's.
+    assert [fr.f_code.co_name for fr, _ in traceback.walk_tb(
+        during.__traceback__)] == ["catch"]
+
+
+def test_task_failure_from_before_do_keeps_its_history():
+    # An asyncio task's failure, made before do(), chained by func.
+    import asyncio
+
+    async def task_body():
+        local = "task-local"
+        raise KeyError("task failed")
+
+    async def main():
+        t = asyncio.create_task(task_body())
+        await asyncio.sleep(0)
+        return t
+
+    texc = asyncio.run(main()).exception()
+    before = [(fr.f_code.co_name, sorted(fr.f_locals))
+              for fr, _ in traceback.walk_tb(texc.__traceback__)]
+
+    def f():
+        raise RuntimeError("report") from texc
+
+    e = catch(secret.do, f)
+    assert e.__cause__ is texc
+    assert [(fr.f_code.co_name, sorted(fr.f_locals))
+            for fr, _ in traceback.walk_tb(texc.__traceback__)] == before
+    assert before[-1] == ("task_body", ["local"])
+    assert not hasattr(texc, "__notes__")
 
 
 # --- generated shapes --------------------------------------------------------

@@ -1,6 +1,9 @@
 """Residue scenarios of issue 20 (tests/residue/issue20): caches made before
-do() (urlsplit, re, a user's lru_cache) and an exception kept by the caller,
-scanned through /proc/PID/mem like every residue scenario:
+do() (urlsplit, re, a user's lru_cache), an exception kept by the caller,
+and frames of an exception kept elsewhere (a logging record; the key in a
+closure, a default argument or a plain local; a sampling profiler's
+thread: the attack review's F1 and F1b), scanned through /proc/PID/mem
+like every residue scenario:
 
 - each control run (pristine, and the experiment without do()) finds
   copies of the secret;
@@ -27,7 +30,9 @@ def matrix():
 
 def test_there_are_scenarios():
     assert sorted(sc.name for sc in SCENARIOS) == [
-        "exc_kept", "lru_user", "re_pattern", "urlsplit_dsn"]
+        "exc_closure_kept", "exc_default_kept", "exc_kept",
+        "exc_plain_kept", "exc_profiler_kept", "lru_user", "re_pattern",
+        "urlsplit_dsn"]
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.name)

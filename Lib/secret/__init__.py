@@ -21,8 +21,11 @@ whether this platform erases at all (Linux x86-64 and aarch64; elsewhere
 ``do`` just calls ``func``), ``enabled()`` whether the calling thread is in
 secret mode now. Threads started in secret mode stay in it for life.
 In secret mode the caches of ``functools.lru_cache``, ``re`` and
-``urllib.parse`` are read but not filled, so memoization does not memoize
-there (memoize with a dict made inside ``func``).
+``urllib.parse`` are read but not filled (a hit neither reorders nor
+counts), so memoization does not memoize there (memoize with a dict made
+inside ``func``). Code defined before ``do`` keeps adapting to what runs
+in it (its counters and specialized forms say which instructions ran)
+unless the interpreter runs with ``-X secret_freeze_code``.
 
 An exception that leaves ``do`` carries nothing of ``func``: its traceback,
 and those of the exceptions chained to it, lose the frames of the code that

@@ -11,6 +11,7 @@
 #include "pycore_genobject.h"     // _PyAsyncGenValueWrapperNew()
 #include "pycore_hashtable.h"     // _Py_hashtable_new()
 #include "pycore_object_stack.h"  // _PyObjectStackChunk_New()
+#include "pycore_initconfig.h"    // _Py_GetEnv()
 #include "pycore_interp.h"        // PyInterpreterState.gc
 #include "pycore_pyerrors.h"      // _PyErr_FormatFromCause(),
                                   // _PyException_AddNote()
@@ -52,7 +53,37 @@ static const struct {
     /* §3.4: lru_cache, re and urllib.parse caches are not filled in secret
      * mode (patches 0020, 0021) */
     {"caches", 1, 0},
+    /* §3.4/§3.5: the adaptive state of code made before do() does not
+     * change in secret mode (patch 0025): only with -X secret_freeze_code,
+     * see freeze_code */
+    {"code_state", 1, 0},
 };
+
+/* -X secret_freeze_code[=1|0] or PYTHONSECRETFREEZECODE=1|0 (patch 0025):
+ * in secret mode, code that is not a secret block neither counts nor
+ * specializes nor marks its first run, so that its state says nothing of
+ * what ran in do(). Off by default: such code then runs unspecialized in
+ * do() (richards run in do() only: 1.9x the instructions). Read when the
+ * module is first loaded; the eval loop reads the flag only in secret
+ * mode. freeze_code_error: a value that is not valid, which do() raises
+ * (a typo must not leave the state silently unprotected). */
+int _PySecret_freeze_code;
+static char freeze_code_error[200];
+
+/* The module's state: one per interpreter. */
+typedef struct {
+    /* A function made outside secret mode, whose function, globals,
+     * builtins and code stand in for func's in a cleared frame (see "The
+     * exception that leaves do()"). */
+    PyObject *placeholder;
+} secret_state;
+
+/* When do() began, for the exception that leaves it (see do_epoch). */
+typedef struct {
+    PyObject *marker;       /* NULL: cannot tell */
+    uint64_t unfreezes;
+    uint64_t reorders;
+} do_epoch;
 
 /* Close an object whose body would run after do() returned, while still in
  * secret mode, so that its finally blocks run protected. */
@@ -150,6 +181,9 @@ refuse_deferred(PyObject *func, PyObject *res)
 /* gc.unfreeze() puts objects that were younger after older ones in the
  * oldest generation (Python/gc.c counts its calls, patch 0013). */
 uint64_t _PySecret_gc_unfreezes;
+/* Exit collections that moved objects between generations (youngen_tail):
+ * the lists' order no longer says what came first (see do_epoch). */
+static uint64_t gc_reorders;
 
 typedef struct {
     Py_ssize_t collections[NUM_GENERATIONS];
@@ -237,6 +271,7 @@ youngen_tail(struct _gc_runtime_state *gc, exit_gc *g)
     if (from == old) {
         return 0;
     }
+    gc_reorders++;
     PyGC_Head *last = _PyGCHead_PREV(old);
     PyGC_Head *before = _PyGCHead_PREV(from);
     _PyGCHead_SET_NEXT(before, old);
@@ -344,6 +379,8 @@ _PySecret_CollectDeferred(PyThreadState *tstate)
  * - its frame still runs on this thread (do's caller or above): the
  *   exception was caught there, this and what follows is the caller's
  *   history (func re-raised the exception its caller was handling);
+ * - it was made before do() began (see do_epoch): an exception that existed
+ *   then (a failed future the caller keeps) keeps its history;
  * - the entry was made outside secret mode (not a secret block) and its
  *   frame is not func's either: follow f_back (a finished frame keeps its
  *   caller there, see take_ownership() in Python/frame.c): a secret frame
@@ -361,13 +398,169 @@ _PySecret_CollectDeferred(PyThreadState *tstate)
  * make everything secret: an enclosing do()'s entries may then be dropped
  * early (no harm: that do() would drop them).
  *
- * Which frames are cleared: every finished frame of a dropped entry, and the
- * finished secret frames its f_back chain reaches (a callee's f_back keeps
- * its caller's locals alive even when the caller is in no traceback). A
- * running frame (another thread's) or a suspended generator's cannot be
- * cleared (frame.clear() refuses both): it is only dropped. */
+ * Which frames are cleared: every finished frame of a dropped entry that
+ * finished during do(); on its f_back chain (a callee's f_back keeps its
+ * caller's locals alive even when the caller is in no traceback), every
+ * finished frame up to the first running one when that one runs on this
+ * thread (do's caller or above: the frames in between ran inside do(),
+ * whoever made their frame objects, a sampling profiler's thread
+ * included), else only the finished frames made in secret mode. A running
+ * frame (another thread's) or a suspended generator's cannot be cleared
+ * (frame.clear() refuses both): it is only dropped.
+ *
+ * A cleared frame still points to its function, globals, builtins and code
+ * (frame.clear() leaves them): a function made in func holds its closure
+ * cells and defaults, an exec()'d namespace holds what the code assigned,
+ * code compiled in func holds its constants. Where one of these is a
+ * secret block, the frame gets a placeholder function made outside secret
+ * mode (its globals and builtins, which the frame borrows from its
+ * function, come with it), and a secret code object is replaced by the
+ * placeholder's code (the frame's instruction pointer moves into it, so
+ * its line number stays readable). This is done last, once every note is
+ * written: the notes read the code objects. */
 
 enum { FRAMES_CALLER, FRAMES_FUNC, FRAMES_DETACHED };
+
+/* The walk's own memory (its work stack, the sets of what it saw and of
+ * what do() made, the frames to swap) holds only pointers: it is taken
+ * outside the secret heap, secret mode dropped for the call, so that a
+ * func that filled the secret heap cannot stop the walk. */
+static void *
+plain_malloc(size_t n)
+{
+#if _Py_SECRET_HEAP
+    int mode = _PySecret_tls.mode;
+    _PySecret_tls.mode = 0;
+    void *p = PyMem_RawMalloc(n);
+    _PySecret_tls.mode = mode;
+    return p;
+#else
+    return PyMem_RawMalloc(n);
+#endif
+}
+
+static void *
+plain_realloc(void *p, size_t n)
+{
+#if _Py_SECRET_HEAP
+    int mode = _PySecret_tls.mode;
+    _PySecret_tls.mode = 0;
+    p = PyMem_RawRealloc(p, n);
+    _PySecret_tls.mode = mode;
+    return p;
+#else
+    return PyMem_RawRealloc(p, n);
+#endif
+}
+
+static void
+plain_free(void *p)
+{
+    PyMem_RawFree(p);
+}
+
+static _Py_hashtable_allocator_t plain_alloc = {plain_malloc, plain_free};
+
+static _Py_hashtable_t *
+pointer_set(_Py_hashtable_destroy_func key_destroy)
+{
+    return _Py_hashtable_new_full(_Py_hashtable_hash_ptr,
+                                  _Py_hashtable_compare_direct,
+                                  key_destroy, NULL, &plain_alloc);
+}
+
+/* What existed when do() began. A secret block was made in secret mode.
+ * For the others the collector's lists tell: the collector only appends to
+ * them (a new object at the end of the youngest generation, survivors at
+ * the end of the next one, in their order), so the objects that follow an
+ * object, reading the oldest generation, then the younger ones, were
+ * tracked after it. do() tracks a marker of its own at entry (an empty
+ * list, outside the secret heap): what follows it at the exit was tracked
+ * during do(). A traceback entry and an exception are tracked when they are
+ * made, a frame object when its frame finishes (take_ownership()). Where the
+ * lists cannot tell (do() entered during a collection, gc.freeze() or
+ * gc.unfreeze() meanwhile, or an exit collection that moved objects), all
+ * counts as made during do(), as before this test existed. */
+static void
+epoch_start(PyThreadState *tstate, do_epoch *e)
+{
+    e->marker = NULL;
+#if _Py_SECRET_HEAP
+    if (_Py_atomic_load_int_relaxed(&tstate->interp->gc.collecting)) {
+        return;                 /* the lists are being rebuilt */
+    }
+    e->unfreezes = _Py_atomic_load_uint64_relaxed(&_PySecret_gc_unfreezes);
+    e->reorders = gc_reorders;
+    int mode = _PySecret_tls.mode;
+    _PySecret_tls.mode = 0;
+    e->marker = PyList_New(0);  /* tracked: at the end of generation 0 */
+    _PySecret_tls.mode = mode;
+    if (e->marker == NULL) {
+        PyErr_Clear();
+    }
+#endif
+}
+
+static void
+epoch_end(do_epoch *e)
+{
+    Py_CLEAR(e->marker);
+}
+
+/* The exceptions, traceback entries and frames tracked since the marker
+ * that are not secret blocks (those are known to be do()'s); NULL if the
+ * lists cannot tell. */
+static _Py_hashtable_t *
+made_during_set(PyThreadState *tstate, do_epoch *e)
+{
+#if _Py_SECRET_HEAP
+    struct _gc_runtime_state *gc = &tstate->interp->gc;
+    if (e == NULL || e->marker == NULL
+        || !_PyObject_GC_IS_TRACKED(e->marker)
+        || _Py_atomic_load_int_relaxed(&gc->collecting)
+        || _Py_atomic_load_uint64_relaxed(&_PySecret_gc_unfreezes)
+           != e->unfreezes
+        || gc_reorders != e->reorders)
+    {
+        return NULL;
+    }
+    _Py_hashtable_t *set = pointer_set(NULL);
+    if (set == NULL) {
+        return NULL;
+    }
+    PyGC_Head *p = _PyGCHead_NEXT(_Py_AS_GC(e->marker));
+    for (;;) {
+        int head = -1;
+        for (int i = 0; i < NUM_GENERATIONS; i++) {
+            if (p == &gc->generations[i].head) {
+                head = i;
+            }
+        }
+        if (head == 0) {
+            return set;                         /* the end */
+        }
+        if (head > 0) {
+            /* The end of an older generation: the next one follows. */
+            p = _PyGCHead_NEXT(&gc->generations[head - 1].head);
+            continue;
+        }
+        if (p == &gc->permanent_generation.head) {
+            break;                              /* frozen meanwhile */
+        }
+        PyObject *op = _Py_FROM_GC(p);
+        if (!_PySecret_IsSecret(op)
+            && (PyTraceBack_Check(op) || PyFrame_Check(op)
+                || PyExceptionInstance_Check(op))
+            && _Py_hashtable_set(set, op, (void *)1) < 0)
+        {
+            break;
+        }
+        p = _PyGCHead_NEXT(p);
+    }
+    _Py_hashtable_destroy(set);
+#endif
+    return NULL;
+}
 
 typedef struct {
     PyObject *exc;
@@ -375,9 +568,9 @@ typedef struct {
 } exc_item;
 
 /* The walk over the exceptions: a work stack and a set of what was seen.
- * Allocation may fail (a MemoryError because the secret heap is full): the
- * walk then goes on without the set, within a budget of visits, and if even
- * that runs out, the leaving exception's own links are cut. */
+ * Their memory is ordinary (plain_malloc); if even that fails, the walk goes
+ * on without the set, within a budget of visits, and if the budget runs out
+ * or the stack cannot grow, what was not walked is cut (sever()). */
 #define EXC_SMALL 32
 #define EXC_BUDGET 1000000
 typedef struct {
@@ -385,10 +578,33 @@ typedef struct {
     exc_item small[EXC_SMALL];
     exc_item *items;
     Py_ssize_t n, cap;
-    _Py_hashtable_t *seen;  /* exceptions and frames; NULL: degraded */
+    _Py_hashtable_t *seen;  /* exceptions, and frames with their chain's
+                               decision; NULL: degraded */
     Py_ssize_t budget;
     int lost;               /* something could not be walked */
+    do_epoch *epoch;
+    _Py_hashtable_t *during;    /* made_during_set(), built when needed */
+    int during_built;
+    PyObject **swap;        /* cleared frames, for swap_frame() at the end */
+    Py_ssize_t nswap, capswap;
+    PyObject **notes;       /* (exc, tb, keep): notes to write at the end */
+    Py_ssize_t nnotes, capnotes;
+    PyObject *placeholder;  /* borrowed; NULL: none */
 } exc_walk;
+
+/* Made during this do() (see do_epoch)? When the lists cannot tell: yes. */
+static int
+made_during(exc_walk *w, PyObject *op)
+{
+    if (_PySecret_IsSecret(op)) {
+        return 1;
+    }
+    if (!w->during_built) {
+        w->during_built = 1;
+        w->during = made_during_set(w->tstate, w->epoch);
+    }
+    return w->during == NULL || _Py_hashtable_get(w->during, op) != NULL;
+}
 
 /* Is the interpreter frame running on this thread: do's caller or one of
  * its callers (all that is running here while do() exits)? */
@@ -468,34 +684,38 @@ frames_origin(PyThreadState *tstate, PyFrameObject *f, origin_memo *memo)
 /* Is the traceback entry tb func's (to be dropped)? via_func: see
  * FRAMES_DETACHED. An entry made in secret mode (a secret block) is, unless
  * its frame runs on this thread (the caller's, or an enclosing do()'s
- * func's): that is where the caller's history starts. */
+ * func's): that is where the caller's history starts. An entry made before
+ * do() is not. */
 static int
-entry_is_funcs(PyThreadState *tstate, PyTracebackObject *tb, int via_func,
+entry_is_funcs(exc_walk *w, PyTracebackObject *tb, int via_func,
                origin_memo *memo)
 {
     PyFrameObject *f = tb->tb_frame;
-    if (frame_running(f) && on_this_stack(tstate, f->f_frame)) {
+    if (frame_running(f) && on_this_stack(w->tstate, f->f_frame)) {
         return 0;
     }
     if (_PySecret_IsSecret(tb)) {
         return 1;
     }
-    int origin = frames_origin(tstate, f, memo);
+    if (!made_during(w, (PyObject *)tb)) {
+        return 0;
+    }
+    int origin = frames_origin(w->tstate, f, memo);
     return origin == FRAMES_FUNC || (origin == FRAMES_DETACHED && via_func);
 }
 
-/* Seen before? Marks it seen. The set holds a reference to what it
- * holds: a finalizer run by a clearing cannot free an object and have a new
- * one (an exception it chains) take its address. Without the set, spends
- * the budget. */
+/* Seen before? Marks it seen (with value, not 0). The set holds a
+ * reference to what it holds: a finalizer run by a clearing cannot free an
+ * object and have a new one (an exception it chains) take its address.
+ * Without the set, spends the budget. */
 static int
-walk_seen(exc_walk *w, PyObject *p)
+walk_mark(exc_walk *w, PyObject *p, uintptr_t value)
 {
     if (w->seen != NULL) {
         if (_Py_hashtable_get(w->seen, p) != NULL) {
             return 1;
         }
-        if (_Py_hashtable_set(w->seen, Py_NewRef(p), (void *)1) == 0) {
+        if (_Py_hashtable_set(w->seen, Py_NewRef(p), (void *)value) == 0) {
             return 0;
         }
         Py_DECREF(p);
@@ -508,6 +728,12 @@ walk_seen(exc_walk *w, PyObject *p)
         return 1;
     }
     return 0;
+}
+
+static int
+walk_seen(exc_walk *w, PyObject *p)
+{
+    return walk_mark(w, p, 1);
 }
 
 static void
@@ -526,13 +752,13 @@ walk_push(exc_walk *w, PyObject *exc, int via_func)
         Py_ssize_t cap = w->cap * 2;
         exc_item *items;
         if (w->items == w->small) {
-            items = PyMem_Malloc(cap * sizeof(exc_item));
+            items = plain_malloc(cap * sizeof(exc_item));
             if (items != NULL) {
                 memcpy(items, w->small, w->n * sizeof(exc_item));
             }
         }
         else {
-            items = PyMem_Realloc(w->items, cap * sizeof(exc_item));
+            items = plain_realloc(w->items, cap * sizeof(exc_item));
         }
         if (items == NULL) {
             w->lost = 1;
@@ -546,27 +772,125 @@ walk_push(exc_walk *w, PyObject *exc, int via_func)
     w->n++;
 }
 
-/* Clear a finished frame (frame.clear(): its locals and value stack). */
+/* Give a cleared frame a placeholder for what it still points to that was
+ * made in secret mode (see above). The old references are released last,
+ * once the frame is consistent: their finalizers may look at it. */
 static void
-clear_finished(PyFrameObject *f)
+swap_frame(PyObject *placeholder, PyFrameObject *f)
 {
-    if (frame_finished(f)) {
-        (void)PyFrame_Type.tp_clear((PyObject *)f);
+    if (placeholder == NULL || !frame_finished(f)) {
+        return;
     }
+    _PyInterpreterFrame *fr = f->f_frame;
+    PyObject *func = fr->f_funcobj;
+    PyObject *code = fr->f_executable;
+    int code_secret = _PySecret_IsSecret(code);
+    if (func == placeholder
+        || !(code_secret || _PySecret_IsSecret(func)
+             || _PySecret_IsSecret(fr->f_globals)
+             || _PySecret_IsSecret(fr->f_builtins)))
+    {
+        return;
+    }
+    PyFunctionObject *ph = (PyFunctionObject *)placeholder;
+    fr->f_funcobj = Py_NewRef(placeholder);
+    /* Borrowed from the function, like the frame's own were. */
+    fr->f_globals = ph->func_globals;
+    fr->f_builtins = ph->func_builtins;
+    if (code_secret) {
+        PyCodeObject *pc = (PyCodeObject *)ph->func_code;
+        fr->f_executable = Py_NewRef(pc);
+        /* Within the new code: line numbers are looked up there. */
+        fr->instr_ptr = _PyCode_CODE(pc) + pc->_co_firsttraceable;
+        f->f_lineno = 0;
+    }
+    else {
+        code = NULL;
+    }
+    Py_XDECREF(func);
+    Py_XDECREF(code);
 }
 
-/* Clear the frame of a dropped traceback entry, and up its f_back chain the
- * finished frames made in secret mode. */
+/* Clear a finished frame (frame.clear(): its locals and value stack), and
+ * keep it for swap_frame(), which runs once every note is written (or now,
+ * if there is no memory to keep it). */
+static void
+clear_frame(exc_walk *w, PyFrameObject *f)
+{
+    if (!frame_finished(f)) {
+        return;
+    }
+    (void)PyFrame_Type.tp_clear((PyObject *)f);
+    if (w->placeholder == NULL) {
+        return;
+    }
+    if (w->nswap == w->capswap) {
+        Py_ssize_t cap = w->capswap ? w->capswap * 2 : 16;
+        PyObject **swap = plain_realloc(w->swap, cap * sizeof(PyObject *));
+        if (swap == NULL) {
+            swap_frame(w->placeholder, f);
+            return;
+        }
+        w->swap = swap;
+        w->capswap = cap;
+    }
+    w->swap[w->nswap++] = Py_NewRef(f);
+}
+
+/* What the frames on a dropped frame's f_back chain are (see above). */
+enum { CHAIN_ALL = 2, CHAIN_SECRET = 3 };
+
+static uintptr_t
+chain_decision(exc_walk *w, PyFrameObject *f)
+{
+    return (w->seen != NULL ? (uintptr_t)_Py_hashtable_get(w->seen, f) : 0);
+}
+
+/* Clear the frame of a dropped traceback entry if it finished during do(),
+ * and the frames its f_back chain keeps alive: all the finished ones up to
+ * the first running frame if that runs on this thread, else the secret
+ * ones. Two passes over the chain, the first to find where and how it ends
+ * (or a part already done), without memory; clearing changes no f_back,
+ * and the entry's frame, held by the caller, holds the chain. */
 static void
 clear_dropped_frame(exc_walk *w, PyFrameObject *f)
 {
-    clear_finished(f);
-    for (f = f->f_back; f != NULL && frame_finished(f)
-         && _PySecret_IsSecret(f); f = f->f_back) {
-        if (walk_seen(w, (PyObject *)f)) {
-            break;                      /* this chain is done already */
+    if (!frame_finished(f) || !made_during(w, (PyObject *)f)) {
+        return;     /* running, suspended, or from before do(): not func's */
+    }
+    clear_frame(w, f);
+    uintptr_t decision = CHAIN_SECRET;
+    PyFrameObject *end = NULL, *g;
+    for (g = f->f_back; g != NULL; g = g->f_back) {
+        uintptr_t d = chain_decision(w, g);
+        if (d != 0) {
+            decision = d;               /* done already */
+            end = g;
+            break;
         }
-        clear_finished(f);
+        if (frame_running(g)) {
+            if (on_this_stack(w->tstate, g->f_frame)) {
+                decision = CHAIN_ALL;
+            }
+            end = g;
+            break;
+        }
+        if (!frame_finished(g)) {
+            end = g;                    /* suspended: no f_back */
+            break;
+        }
+        if (w->seen == NULL && w->budget-- <= 0) {
+            w->lost = 1;
+            return;
+        }
+    }
+    for (g = f->f_back; g != end; g = g->f_back) {
+        if (walk_mark(w, (PyObject *)g, decision) && w->lost) {
+            return;
+        }
+        if (decision == CHAIN_ALL || _PySecret_IsSecret(g)) {
+            clear_frame(w, g);
+        }
     }
 }
 
@@ -652,15 +976,46 @@ error:
     return NULL;
 }
 
+static void
+add_note(PyObject *exc, PyObject *note)
+{
+    if (note == NULL || _PyException_AddNote(exc, note) < 0) {
+        PyErr_Clear();                  /* the note is best effort */
+    }
+    Py_XDECREF(note);
+}
+
+/* Keep exc, tb and keep (the references to tb and keep are taken) to
+ * write exc's note at the end of the walk: 1, or 0 if there is no memory
+ * to keep them. */
+static int
+defer_note(exc_walk *w, PyObject *exc, PyTracebackObject *tb,
+           PyTracebackObject *keep)
+{
+    if (w->nnotes == w->capnotes) {
+        Py_ssize_t cap = w->capnotes ? w->capnotes * 2 : 3 * 16;
+        PyObject **notes = plain_realloc(w->notes, cap * sizeof(PyObject *));
+        if (notes == NULL) {
+            return 0;
+        }
+        w->notes = notes;
+        w->capnotes = cap;
+    }
+    w->notes[w->nnotes++] = Py_NewRef(exc);
+    w->notes[w->nnotes++] = (PyObject *)tb;
+    w->notes[w->nnotes++] = (PyObject *)keep;
+    return 1;
+}
+
 /* Drop the entries of exc's traceback tb (a new reference, consumed) from
- * its start up to the first frame running on this thread, clear their
- * frames, and name them in a note. */
+ * its start up to the first that is not func's, clear their frames, and
+ * name them in a note. */
 static void
 strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
 {
     PyTracebackObject *keep = tb;
     origin_memo memo = {NULL, FRAMES_DETACHED};
-    while (keep != NULL && entry_is_funcs(w->tstate, keep, 1, &memo)) {
+    while (keep != NULL && entry_is_funcs(w, keep, 1, &memo)) {
         keep = keep->tb_next;
     }
     if (keep == tb) {
@@ -668,7 +1023,8 @@ strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
         return;
     }
     /* The note first, while no finalizer has run: the entries are as the
-     * exception left them. If memory is short, again after the clearing. */
+     * exception left them. If memory is short, again after the clearing
+     * (the code objects are swapped only at the end of the walk). */
     Py_XINCREF(keep);
     PyObject *note = dropped_frames_note(tb, keep);
     if (note == NULL) {
@@ -688,8 +1044,8 @@ strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
             if (pass == 0) {
                 clear_dropped_frame(w, t->tb_frame);
             }
-            else {
-                clear_finished(t->tb_frame);
+            else if (made_during(w, (PyObject *)t->tb_frame)) {
+                clear_frame(w, t->tb_frame);
             }
             PyTracebackObject *next = (PyTracebackObject *)Py_XNewRef(
                 t->tb_next);
@@ -701,10 +1057,15 @@ strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
     if (note == NULL) {
         note = dropped_frames_note(tb, keep);
     }
-    if (note == NULL || _PyException_AddNote(exc, note) < 0) {
-        PyErr_Clear();                  /* the note is best effort */
+    if (note == NULL) {
+        PyErr_Clear();
+        /* Once every frame is cleared (a full secret heap may be held by
+         * the frames of other exceptions of the walk). */
+        if (defer_note(w, exc, tb, keep)) {
+            return;
+        }
     }
-    Py_XDECREF(note);
+    add_note(exc, note);
     Py_XDECREF(keep);
     Py_DECREF(tb);
 }
@@ -718,11 +1079,12 @@ walk_exception(exc_walk *w, PyObject *exc, int is_main, int via_func)
         func_owned = 1;
     }
     else if (tb != NULL) {
-        func_owned = entry_is_funcs(w->tstate, (PyTracebackObject *)tb,
-                                    via_func, NULL);
+        func_owned = entry_is_funcs(w, (PyTracebackObject *)tb, via_func,
+                                    NULL);
     }
     else {
-        func_owned = via_func;          /* never raised: its parent's */
+        /* Never raised: its parent's, if made during do(). */
+        func_owned = via_func && made_during(w, exc);
     }
     if (tb != NULL) {
         if (func_owned) {
@@ -751,35 +1113,71 @@ walk_exception(exc_walk *w, PyObject *exc, int is_main, int via_func)
     }
 }
 
+/* The walk could not finish (no ordinary memory for its stack, or beyond
+ * its budget): what it did not reach may hold func's frames. Cut exc's
+ * traceback (but for the leaving exception, whose own entries were
+ * stripped first), __context__ and __cause__, and do the same to the
+ * members of a group, recursively: C recursion, which needs no memory,
+ * bounded in depth and in visits. A group beyond those bounds loses its
+ * members (the empty tuple, an immortal singleton, needs no memory): no
+ * exception is left uncut. */
+#define SEVER_DEPTH 1000
+static void
+sever(PyObject *exc, int is_main, int depth, Py_ssize_t *budget)
+{
+    if (!is_main) {
+        (void)PyException_SetTraceback(exc, Py_None);
+    }
+    PyException_SetContext(exc, NULL);
+    PyException_SetCause(exc, NULL);
+    if (!_PyBaseExceptionGroup_Check(exc)) {
+        return;
+    }
+    PyBaseExceptionGroupObject *g = (PyBaseExceptionGroupObject *)exc;
+    PyObject *excs = Py_XNewRef(g->excs);
+    if (excs == NULL || !PyTuple_Check(excs)) {
+        Py_XDECREF(excs);
+        return;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(excs);
+    if (depth >= SEVER_DEPTH || *budget < n) {
+        Py_XSETREF(g->excs, PyTuple_New(0));
+    }
+    else {
+        *budget -= n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *m = PyTuple_GET_ITEM(excs, i);
+            if (PyExceptionInstance_Check(m)) {
+                sever(m, 0, depth + 1, budget);
+            }
+        }
+    }
+    Py_DECREF(excs);
+}
+
 /* do() is leaving with the raised exception of tstate: strip it and what is
  * chained to it (see above). Runs in secret mode, before the exit's
  * collection and erasure: the frames' locals are freed as secret blocks.
  * Not inlined: its frame (the walk's work stack) stays off do()'s normal
  * path. */
 static SECRET_COLD void
-strip_leaving_exception(PyThreadState *tstate)
+strip_leaving_exception(PyThreadState *tstate, PyObject *module,
+                        do_epoch *epoch)
 {
     PyObject *exc = _PyErr_GetRaisedException(tstate);
     if (exc == NULL) {
         return;
     }
+    secret_state *st = PyModule_GetState(module);
     exc_walk w = {.tstate = tstate, .n = 0, .cap = EXC_SMALL,
-                  .budget = EXC_BUDGET, .lost = 0};
+                  .budget = EXC_BUDGET, .lost = 0, .epoch = epoch,
+                  .placeholder = st != NULL ? st->placeholder : NULL};
     w.items = w.small;
-    /* If func filled the secret heap, the set cannot be made before the
-     * leaving exception's own frames are cleared, which frees it: then try
-     * again after. */
-    for (int attempt = 0; attempt < 2 && w.seen == NULL; attempt++) {
-        w.seen = _Py_hashtable_new_full(_Py_hashtable_hash_ptr,
-                                        _Py_hashtable_compare_direct,
-                                        seen_key_destroy, NULL, NULL);
-        if (w.seen != NULL) {
-            (void)walk_seen(&w, exc);   /* without memory, drops the set */
-        }
-        if (attempt == 0) {
-            walk_exception(&w, exc, 1, 1);
-        }
+    w.seen = pointer_set(seen_key_destroy);
+    if (w.seen != NULL) {
+        (void)walk_seen(&w, exc);
     }
+    walk_exception(&w, exc, 1, 1);
     while (w.n > 0 && !w.lost) {
         exc_item it = w.items[--w.n];
         if (!walk_seen(&w, it.exc)) {
@@ -791,17 +1189,39 @@ strip_leaving_exception(PyThreadState *tstate)
         Py_DECREF(w.items[--w.n].exc);
     }
     if (w.items != w.small) {
-        PyMem_Free(w.items);
+        plain_free(w.items);
     }
+    /* The notes that found no memory before every frame was cleared. */
+    for (Py_ssize_t i = 0; i < w.nnotes; i += 3) {
+        PyTracebackObject *tb = (PyTracebackObject *)w.notes[i + 1];
+        PyTracebackObject *keep = (PyTracebackObject *)w.notes[i + 2];
+        add_note(w.notes[i], dropped_frames_note(tb, keep));
+        Py_DECREF(w.notes[i]);
+        Py_DECREF(tb);
+        Py_XDECREF(keep);
+    }
+    plain_free(w.notes);
+    /* Every note is written: the cleared frames lose what they still
+     * point to of func's (see above). */
+    for (Py_ssize_t i = 0; i < w.nswap; i++) {
+        swap_frame(w.placeholder, (PyFrameObject *)w.swap[i]);
+    }
+    for (Py_ssize_t i = 0; i < w.nswap; i++) {
+        Py_DECREF(w.swap[i]);
+    }
+    plain_free(w.swap);
     if (w.seen != NULL) {
         _Py_hashtable_destroy(w.seen);
+    }
+    if (w.during != NULL) {
+        _Py_hashtable_destroy(w.during);
     }
     if (w.lost) {
         /* Out of memory or beyond the budget: what was not walked may hold
          * func's frames. Leave nothing chained. */
         PyErr_Clear();
-        PyException_SetContext(exc, NULL);
-        PyException_SetCause(exc, NULL);
+        Py_ssize_t budget = EXC_BUDGET;
+        sever(exc, 1, 0, &budget);
     }
     if (_PyErr_Occurred(tstate)) {
         PyErr_WriteUnraisable(NULL);
@@ -843,6 +1263,10 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     if (_PySecretHeap_EnsureReserved() < 0) {
         return NULL;
     }
+    if (freeze_code_error[0] != '\0') {
+        PyErr_SetString(PyExc_ValueError, freeze_code_error);
+        return NULL;
+    }
 #if _Py_SECRET_HEAP
     int outermost = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
     exit_gc gcs;
@@ -850,6 +1274,8 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         exit_gc_start(tstate, &gcs);
     }
 #endif
+    do_epoch epoch;
+    epoch_start(tstate, &epoch);
     _PySecretCall call;
     int entered = _PySecret_ENTER(tstate, &call);
     PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
@@ -857,15 +1283,17 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         if (entered) {
             /* First: the frames' locals are freed before the collection,
              * and what freeing them leaves is erased with the rest. */
-            strip_leaving_exception(tstate);
+            strip_leaving_exception(tstate, module, &epoch);
         }
     }
     else if (deferred_kind(res) != NULL) {
         res = refuse_deferred(func, res);
         if (entered) {
-            strip_leaving_exception(tstate);    /* its cause is func's */
+            /* its cause is func's */
+            strip_leaving_exception(tstate, module, &epoch);
         }
     }
+    epoch_end(&epoch);
 #if _Py_SECRET_HEAP
     if (outermost) {
         if (entered) {
@@ -920,9 +1348,10 @@ PyDoc_STRVAR(secret_protections_doc,
 "heap is excluded from core dumps. no_swap: all of it is locked against\n"
 "swap, now and as it grows (RLIMIT_MEMLOCK covers its size, or\n"
 "-X secret_require_lock refuses unlocked memory; heap_info() says what\n"
-"was granted). no_core_dump_or_swap (deprecated): both. Reserves the\n"
-"secret heap if no do() has yet, and raises what do() would if that\n"
-"fails.");
+"was granted). no_core_dump_or_swap (deprecated): both. code_state: the\n"
+"adaptive state of code made before do() does not change in do()\n"
+"(-X secret_freeze_code). Reserves the secret heap if no do() has yet,\n"
+"and raises what do() would if that fails.");
 
 static PyObject *
 secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -930,6 +1359,10 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
     /* The swap claim depends on what the kernel granted: ask for it now,
      * as do() would. */
     if (_PySecretHeap_EnsureReserved() < 0) {
+        return NULL;
+    }
+    if (freeze_code_error[0] != '\0') {
+        PyErr_SetString(PyExc_ValueError, freeze_code_error);
         return NULL;
     }
     int granted = (_PySecretHeap_NoCoreDump() ? DUMP : 0)
@@ -941,6 +1374,9 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
     for (size_t i = 0; i < Py_ARRAY_LENGTH(protections); i++) {
         int on = (_PySecret_SUPPORTED && protections[i].erased
                   && (protections[i].needs & ~granted) == 0);
+        if (strcmp(protections[i].name, "code_state") == 0) {
+            on = on && _PySecret_freeze_code;
+        }
         if (PyDict_SetItemString(dict, protections[i].name,
                                  on ? Py_True : Py_False) < 0) {
             Py_DECREF(dict);
@@ -1031,7 +1467,115 @@ static PyMethodDef secret_methods[] = {
     {NULL, NULL, 0, NULL}
 };
 
+/* The placeholder of a cleared frame (see "The exception that leaves
+ * do()"): a function `cleared` whose code is PyCode_NewEmpty()'s (never
+ * run: it only names the frame and gives it a line), made with secret
+ * mode dropped, its globals holding only the interpreter's builtins. */
+static PyObject *
+make_placeholder(void)
+{
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+#if _Py_SECRET_HEAP
+    int mode = _PySecret_tls.mode;
+    _PySecret_tls.mode = 0;
+#endif
+    PyObject *func = NULL, *globals = NULL;
+    PyCodeObject *code = PyCode_NewEmpty("<cleared by secret.do()>",
+                                         "cleared", 1);
+    if (code == NULL) {
+        goto done;
+    }
+    globals = PyDict_New();
+    if (globals == NULL
+        || PyDict_SetItemString(globals, "__builtins__",
+                                interp->builtins) < 0)
+    {
+        goto done;
+    }
+    func = PyFunction_New((PyObject *)code, globals);
+done:
+    Py_XDECREF(globals);
+    Py_XDECREF(code);
+#if _Py_SECRET_HEAP
+    _PySecret_tls.mode = mode;
+#endif
+    return func;
+}
+
+static void
+read_freeze_code(void)
+{
+    const char *source = "-X secret_freeze_code";
+    const char *text = NULL;
+    PyObject *xopts = PySys_GetXOptions();      /* borrowed */
+    PyObject *v = xopts ? PyDict_GetItemString(xopts, "secret_freeze_code")
+                        : NULL;
+    if (v != NULL) {
+        text = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : "";
+        if (text == NULL) {
+            PyErr_Clear();
+            text = "";
+        }
+    }
+    else {
+        source = "PYTHONSECRETFREEZECODE";
+        text = _Py_GetEnv(_Py_GetConfig()->use_environment,
+                          "PYTHONSECRETFREEZECODE");
+    }
+    if (text == NULL) {
+        return;
+    }
+    if ((text[0] == '\0' && v != NULL) || strcmp(text, "1") == 0) {
+        _PySecret_freeze_code = 1;
+    }
+    else if (strcmp(text, "0") == 0 || text[0] == '\0') {
+        _PySecret_freeze_code = 0;
+    }
+    else {
+        PyOS_snprintf(freeze_code_error, sizeof(freeze_code_error),
+                      "%s=%.60s: use 1 (or no value with -X) to freeze the "
+                      "adaptive state of code made before do(), 0 not to",
+                      source, text);
+    }
+}
+
+static int
+secret_exec(PyObject *module)
+{
+    secret_state *st = PyModule_GetState(module);
+    read_freeze_code();
+    st->placeholder = make_placeholder();
+    return st->placeholder == NULL ? -1 : 0;
+}
+
+static int
+secret_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    secret_state *st = PyModule_GetState(module);
+    if (st != NULL) {
+        Py_VISIT(st->placeholder);
+    }
+    return 0;
+}
+
+static int
+secret_clear(PyObject *module)
+{
+    secret_state *st = PyModule_GetState(module);
+    if (st != NULL) {
+        Py_CLEAR(st->placeholder);
+    }
+    return 0;
+}
+
+static void
+secret_free(void *module)
+{
+    (void)secret_clear((PyObject *)module);
+}
+
 static PyModuleDef_Slot secret_slots[] = {
+    {Py_mod_exec, secret_exec},
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
     {0, NULL}
@@ -1044,9 +1588,12 @@ static struct PyModuleDef secret_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_secret",
     .m_doc = secret_module_doc,
-    .m_size = 0,
+    .m_size = sizeof(secret_state),
     .m_methods = secret_methods,
     .m_slots = secret_slots,
+    .m_traverse = secret_traverse,
+    .m_clear = secret_clear,
+    .m_free = secret_free,
 };
 
 PyMODINIT_FUNC

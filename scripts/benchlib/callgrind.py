@@ -7,6 +7,9 @@ repeat) of small works, each a `scripts/bench.py callgrind WORK`:
   in-do       the works of issue 4's inside-do bounds and a float loop
               (works.py) inside secret.do() over the same work outside
   caches      cache-heavy loops outside do (patches 0020, 0021)
+  adaptive    loops through the adaptive interpreter's generic paths
+              (patch 0025's test), outside do; then inside do, by default
+              and with -X secret_freeze_code
   io          buffered and text I/O on file objects made before (patch 0016)
   thread-end  the secret heap's part of a thread's end (issue 21)
   exit-gc     the collection at the outermost do exit, in a process
@@ -157,6 +160,150 @@ def caches(pythons, works=CACHES_WORKS):
         cells = ["%.1f" % per[0]] + ["%.1f (%+.2f %%)" % (
             p, 100 * (p / per[0] - 1)) for p in per[1:]]
         print("| %s | %s |" % (w, " | ".join(cells)))
+
+
+# -- adaptive ---------------------------------------------------------------
+
+ADAPTIVE_CHILD = r"""
+import sys
+work, n = sys.argv[1], int(sys.argv[2])
+mode = sys.argv[3] if len(sys.argv) > 3 else "plain"
+
+
+class A:
+    def __init__(self):
+        self.x = 1
+
+
+class B:
+    __slots__ = ("x",)
+
+    def __init__(self):
+        self.x = 2
+
+
+class C(A):
+    pass
+
+
+class D:
+    x = 4
+
+
+def bytes_subscript(n):
+    # BINARY_SUBSCR on bytes has no specialized form: its counter moves at
+    # every iteration.
+    data = bytes(range(256))
+    t = 0
+    for i in range(n):
+        t += data[i & 255]
+    return t
+
+
+def megamorphic_attr(n):
+    # LOAD_ATTR over four layouts: the specialized form misses, the
+    # generic one runs and moves the counter.
+    objs = [A(), B(), C(), D()]
+    t = 0
+    for i in range(n):
+        t += objs[i & 3].x
+    return t
+
+
+def mixed_compare(n):
+    # COMPARE_OP over int, float and str operands.
+    vals = [(1, 2), (1.5, 2.5), ("a", "b"), (3, 2.0)]
+    t = 0
+    for i in range(n):
+        a, b = vals[i & 3]
+        t += a < b
+    return t
+
+
+def specialized(n):
+    # Specialized instructions only (FOR_ITER_RANGE, BINARY_OP_ADD_INT):
+    # no counter moves, the test never runs.
+    x = 0
+    for i in range(n):
+        x = x + 1
+    return x
+
+
+def richards_like(n):
+    # Method calls, attribute reads and writes, branches: the shape of
+    # pyperformance's object benchmarks.
+    class Task:
+        def __init__(self, p):
+            self.p, self.n = p, 0
+
+        def step(self, k):
+            if k & 1:
+                self.n += self.p
+            else:
+                self.n -= 1
+            return self.n
+    tasks = [Task(p) for p in range(8)]
+    t = 0
+    for i in range(n):
+        t += tasks[i & 7].step(i)
+    return t
+
+
+WORKS = {f.__name__: f for f in (bytes_subscript, megamorphic_attr,
+                                  mixed_compare, specialized,
+                                  richards_like)}
+f = WORKS[work]
+if mode == "do":
+    import secret
+    if not secret.supported():
+        sys.exit("secret.do() would not erase here: nothing to measure")
+    secret.do(f, n)
+else:
+    f(n)
+"""
+
+ADAPTIVE_WORKS = ("bytes_subscript", "megamorphic_attr", "mixed_compare",
+                  "specialized", "richards_like")
+ADAPTIVE_N = 200000
+
+
+def adaptive(pythons, works=ADAPTIVE_WORKS):
+    """Patch 0025 (-X secret_freeze_code: in secret mode, code made before
+    do() does not adapt). Outside do, instructions per iteration of loops
+    whose every iteration runs an adaptive instruction's generic form,
+    where a counter moves (the test's path), and of a loop of specialized
+    instructions only (no test: what moves there is the compiler's code
+    for the whole eval loop), on each (label, python) (default: pristine,
+    experiment, off). Then, on the experiment, the same loops inside do(),
+    by default and with the option: for code defined before do and run
+    only inside it, which never specializes with the option."""
+    pythons = pythons or [(v, interpreter(v))
+                          for v in ("pristine", "experiment", "off")]
+
+    def per(py, w, *extra, opts=()):
+        def ir(n):
+            return callgrind([py, *opts, "-S", "-c", ADAPTIVE_CHILD, w,
+                              str(n), *extra])[0]
+        return (ir(ADAPTIVE_N) - ir(0)) / ADAPTIVE_N
+
+    print("Outside do(), instructions per iteration:\n")
+    print("| work | " + " | ".join(lab for lab, _ in pythons) + " |")
+    print("|---" * (len(pythons) + 1) + "|")
+    for w in works:
+        n = [per(py, w) for _, py in pythons]
+        cells = ["%.1f" % n[0]] + ["%.1f (%+.1f)" % (x, x - n[0])
+                                   for x in n[1:]]
+        print("| %s | %s |" % (w, " | ".join(cells)))
+    exp = dict(pythons).get("experiment")
+    if exp is None:
+        return
+    print("\nInside do() on the experiment, instructions per iteration:\n")
+    print("| work | default | -X secret_freeze_code | ratio |")
+    print("|---|---|---|---|")
+    for w in works:
+        a = per(exp, w, "do")
+        b = per(exp, w, "do", opts=("-X", "secret_freeze_code"))
+        print("| %s | %.1f | %.1f | %.2fx |" % (w, a, b, b / a))
 
 
 # -- io ---------------------------------------------------------------------

@@ -790,6 +790,27 @@ alloc_block(PyObject *module, PyObject *args)
     return PyLong_FromVoidPtr(p);
 }
 
+/* alloc_untouched(domain, n) -> address of a block of n bytes this code
+ * never writes (free it with free_block). */
+static PyObject *
+alloc_untouched(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "sn", &domain, &n)) {
+        return NULL;
+    }
+    const domain_funcs *d = get_domain(domain);
+    if (d == NULL) {
+        return NULL;
+    }
+    void *p = d->malloc(n > 0 ? (size_t)n : 1);
+    if (p == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(p);
+}
+
 /* try_alloc(domain, n) -> whether a block of n bytes could be allocated
  * (it is freed at once). A failure is handled here, never reported: the
  * way C code with a fallback treats it. */
@@ -991,6 +1012,9 @@ utf8_address(PyObject *module, PyObject *s)
 
 #if _Py_SECRET_HEAP
 PyAPI_FUNC(void) _PySecretHeap_TestFailAfter(Py_ssize_t n);
+PyAPI_FUNC(int) _PySecretHeap_TestLockChunk(size_t chunk);
+PyAPI_FUNC(void) _PySecretHeap_TestOldKernel(void);
+PyAPI_FUNC(void) _PySecretHeap_TestHoldDecommits(int on);
 PyAPI_FUNC(int) _PySecretHeap_TestTornRange(const void **ps, int *out,
                                              int n, size_t size);
 
@@ -1002,6 +1026,42 @@ fail_secret_allocations(PyObject *module, PyObject *arg)
         return NULL;
     }
     _PySecretHeap_TestFailAfter(n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hold_decommits(PyObject *module, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return NULL;
+    }
+    _PySecretHeap_TestHoldDecommits(on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+old_kernel_discard(PyObject *module, PyObject *Py_UNUSED(arg))
+{
+    _PySecretHeap_TestOldKernel();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+set_lock_chunk(PyObject *module, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0 || (n & (n - 1)) != 0 || n < 4096) {
+        PyErr_SetString(PyExc_ValueError, "a power of two, at least 4096");
+        return NULL;
+    }
+    if (_PySecretHeap_TestLockChunk((size_t)n) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the heap is reserved already");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1109,6 +1169,9 @@ static PyMethodDef testsecret_methods[] = {
     {"alloc_block", alloc_block, METH_VARARGS,
      "alloc_block(domain, data) -> address of a raw/mem/obj block "
      "holding data"},
+    {"alloc_untouched", alloc_untouched, METH_VARARGS,
+     "alloc_untouched(domain, n) -> address of a block of n bytes never "
+     "written"},
     {"try_alloc", try_alloc, METH_VARARGS,
      "try_alloc(domain, n): could n bytes be allocated? (never raises)"},
     {"realloc_block", realloc_block, METH_VARARGS,
@@ -1140,6 +1203,15 @@ static PyMethodDef testsecret_methods[] = {
     {"fail_secret_allocations", fail_secret_allocations, METH_O,
      "fail_secret_allocations(n): after n more, every secret allocation of "
      "this thread fails but those of the heap's reserve (-1: never)"},
+    {"hold_decommits", hold_decommits, METH_O,
+     "hold_decommits(on): the secret heap's decommits keep their pages "
+     "(a freed block read later shows whether it was zeroed)"},
+    {"old_kernel_discard", old_kernel_discard, METH_NOARGS,
+     "old_kernel_discard(): discard locked secret pages as before Linux "
+     "5.18 (unlock, discard, lock again)"},
+    {"set_lock_chunk", set_lock_chunk, METH_O,
+     "set_lock_chunk(n): lock the secret heap in chunks of n bytes (before "
+     "the first do)"},
     {"torn_range", torn_range, METH_VARARGS,
      "torn_range(addresses, size) -> is each secret, if a thread saw the "
      "range's size published and not yet its base (before the first do)"},

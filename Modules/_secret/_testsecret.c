@@ -1011,21 +1011,68 @@ utf8_address(PyObject *module, PyObject *s)
 #include "pycore_pymem.h"       // _Py_SECRET_HEAP
 
 #if _Py_SECRET_HEAP
-PyAPI_FUNC(void) _PySecretHeap_TestFailAfter(Py_ssize_t n);
+PyAPI_FUNC(void) _PySecretHeap_TestFailAfter(Py_ssize_t n,
+                                             Py_ssize_t count, int reserve);
 PyAPI_FUNC(int) _PySecretHeap_TestLockChunk(size_t chunk);
+PyAPI_FUNC(int) _PySecretHeap_TestReserve(int on);
+PyAPI_FUNC(void) _PySecretHeap_TestUnwindGrants(int n);
 PyAPI_FUNC(void) _PySecretHeap_TestOldKernel(void);
 PyAPI_FUNC(void) _PySecretHeap_TestHoldDecommits(int on);
 PyAPI_FUNC(int) _PySecretHeap_TestTornRange(const void **ps, int *out,
                                              int n, size_t size);
 
+/* fail_secret_allocations(n, count=-1, reserve=False). METH_FASTCALL, so
+ * that calling it allocates nothing: a test disarms it while every
+ * allocation still fails. */
 static PyObject *
-fail_secret_allocations(PyObject *module, PyObject *arg)
+fail_secret_allocations(PyObject *module, PyObject *const *args,
+                        Py_ssize_t nargs)
 {
-    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    Py_ssize_t n, count = -1;
+    int reserve = 0;
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fail_secret_allocations(n, count=-1, reserve=False)");
+        return NULL;
+    }
+    n = PyLong_AsSsize_t(args[0]);
     if (n == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    _PySecretHeap_TestFailAfter(n);
+    if (nargs > 1) {
+        count = PyLong_AsSsize_t(args[1]);
+        if (count == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (nargs > 2) {
+        reserve = PyObject_IsTrue(args[2]);
+        if (reserve < 0) {
+            return NULL;
+        }
+    }
+    _PySecretHeap_TestFailAfter(n, count, reserve);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+grant_reserve(PyObject *module, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(_PySecretHeap_TestReserve(on));
+}
+
+static PyObject *
+set_unwind_grants(PyObject *module, PyObject *arg)
+{
+    int n = PyLong_AsInt(arg);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    _PySecretHeap_TestUnwindGrants(n);
     Py_RETURN_NONE;
 }
 
@@ -1200,9 +1247,18 @@ static PyMethodDef testsecret_methods[] = {
     {"count_in_range", count_in_range, METH_VARARGS,
      "count_in_range(addr, size, pattern): copies in resident pages"},
 #if _Py_SECRET_HEAP
-    {"fail_secret_allocations", fail_secret_allocations, METH_O,
-     "fail_secret_allocations(n): after n more, every secret allocation of "
-     "this thread fails but those of the heap's reserve (-1: never)"},
+    {"fail_secret_allocations", _PyCFunction_CAST(fail_secret_allocations),
+     METH_FASTCALL,
+     "fail_secret_allocations(n, count=-1, reserve=False): after n more, "
+     "the next count secret allocations of this thread fail (-1: all; "
+     "n -1: none), except those of the heap's reserve unless reserve"},
+    {"grant_reserve", grant_reserve, METH_O,
+     "grant_reserve(on) -> previous: this thread's secret allocations may "
+     "use the heap's reserve (the rule of main 14881e7 after a "
+     "MemoryError)"},
+    {"set_unwind_grants", set_unwind_grants, METH_O,
+     "set_unwind_grants(n): traceback entries a heap MemoryError may take "
+     "from the reserve (-1: the default)"},
     {"hold_decommits", hold_decommits, METH_O,
      "hold_decommits(on): the secret heap's decommits keep their pages "
      "(a freed block read later shows whether it was zeroed)"},

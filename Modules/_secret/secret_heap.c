@@ -385,22 +385,41 @@ static int commit_refused;
 
 enum { FAIL_NONE, FAIL_FULL, FAIL_LOCK };
 /* Set when a secret allocation of this thread fails; the next
- * PyErr_NoMemory() takes it to say why (patch 0012). A failure its caller
- * handled without PyErr_NoMemory() must not be blamed for a later,
- * unrelated MemoryError (a size overflow, say): the next secret allocation
- * that succeeds clears it, and so does each do() entry. */
+ * PyErr_NoMemory() takes it to say why (patch 0012), in or out of do().
+ * A failure its caller handled without PyErr_NoMemory() must not be blamed
+ * for a later, unrelated MemoryError (a size overflow, say): the next
+ * secret allocation that succeeds clears it, and so does each do() entry. */
 static _Py_thread_local int alloc_failed;
 static _Py_thread_local size_t failed_size;
 static _Py_thread_local int failed_errno;
-/* This thread may commit up to RESERVE beyond the size: while it makes
- * the MemoryError (reserve_ok), and from then on until its next do() entry
- * (full_since), so that the exception's traceback and the unwinding's
- * handler indexes can still be allocated. */
+/* While set, this thread may commit up to RESERVE beyond the size: only
+ * while it builds the heap's MemoryError, an unwinding's handler index, or
+ * the traceback entries of the heap's MemoryError as it unwinds (patches
+ * 0012 and 0017). Never for what a thread allocates after catching it: a
+ * retry loop would drain the reserve, and the next failure would find no
+ * memory for its own error. */
 static _Py_thread_local int reserve_ok;
-static _Py_thread_local int full_since;
-/* Tests (_testsecret): every secret allocation of this thread fails except
- * those the reserve serves, once this many more succeeded (-1: off). */
+/* The last two MemoryErrors the heap's failures made on this thread
+ * (compared, never dereferenced), and how many allocations of their
+ * unwinding (a traceback entry, a frame object) each was given the reserve
+ * for. Two: should a frame object of the unwinding fail even so, the
+ * MemoryError that failure makes is dropped, and the first one must keep
+ * its reserve. Each gets UNWIND_GRANTS (a traceback entry and the caller's
+ * frame object per frame: 2,000 frames, a few hundred KiB): code that
+ * catches the error and raises it again in a loop grows its traceback by
+ * an entry each time, and would drain the reserve. */
+#define UNWIND_GRANTS 4000
+static int unwind_grants = UNWIND_GRANTS;       /* tests may change it */
+static _Py_thread_local struct {
+    const void *exc;
+    int grants;
+} heap_errors[2];
+/* Tests (_testsecret): once fail_after more secret allocations of this
+ * thread succeeded, the next fail_count fail (-1: all), except those the
+ * reserve serves unless fail_reserve (fail_after -1: off). */
 static _Py_thread_local Py_ssize_t fail_after = -1;
+static _Py_thread_local Py_ssize_t fail_count = -1;
+static _Py_thread_local int fail_reserve;
 
 static inline int
 bit(const uint64_t *map, size_t i)
@@ -565,7 +584,7 @@ _PySecretHeap_OsCommit(void *start, size_t size)
     page_span(start, size, &first, &last);
     PyMutex_LockFlags(&map_mutex, _Py_LOCK_DONT_DETACH);
     size_t fresh = count_clear(committed_map, first, last) * page_size;
-    size_t limit = cfg.size + (reserve_ok || full_since ? RESERVE : 0);
+    size_t limit = cfg.size + (reserve_ok ? RESERVE : 0);
     if (commit_refused || committed_bytes + fresh > limit) {
         commit_refused = 1;
         alloc_failed = FAIL_FULL;
@@ -779,7 +798,13 @@ void
 _PySecretHeap_ForgetFailure(void)
 {
     alloc_failed = FAIL_NONE;
-    full_since = 0;
+    heap_errors[0].exc = heap_errors[1].exc = NULL;
+}
+
+int
+_PySecretHeap_FailurePending(void)
+{
+    return alloc_failed != FAIL_NONE;
 }
 
 int
@@ -790,15 +815,53 @@ _PySecretHeap_SetReserve(int on)
     return was;
 }
 
+void
+_PySecretHeap_NoteError(PyObject *exc)
+{
+    heap_errors[1] = heap_errors[0];
+    heap_errors[0].exc = exc;
+    heap_errors[0].grants = 0;
+}
+
+/* Before a traceback entry or a frame object is made for exc as it
+ * unwinds (ceval's error path, take_ownership: patches 0017, 0023): the
+ * reserve if exc is the heap's MemoryError (the entry and frame object
+ * would not fit in a full heap), for nothing else. Returns the previous
+ * setting, for _PySecretHeap_SetReserve(). */
+int
+_PySecretHeap_UnwindReserve(PyObject *exc)
+{
+    int was = reserve_ok;
+    if (heap_errors[0].exc == NULL || exc == NULL) {
+        return was;
+    }
+    for (int i = 0; i < 2; i++) {
+        /* The type too: another exception may have taken the address of
+         * a noted one that was freed. */
+        if (heap_errors[i].exc == (const void *)exc
+            && Py_IS_TYPE(exc, (PyTypeObject *)PyExc_MemoryError)) {
+            if (heap_errors[i].grants < unwind_grants) {
+                heap_errors[i].grants++;
+                reserve_ok = 1;
+            }
+            break;
+        }
+    }
+    return was;
+}
+
 static int
 injected_failure(void)
 {
-    if (fail_after < 0 || reserve_ok || full_since) {
+    if (fail_after < 0 || (reserve_ok && !fail_reserve)) {
         return 0;
     }
     if (fail_after > 0) {
         fail_after--;
         return 0;
+    }
+    if (fail_count > 0 && --fail_count == 0) {
+        fail_after = -1;                /* that was the last one */
     }
     return 1;
 }
@@ -807,6 +870,19 @@ injected_failure(void)
 static void *
 alloc_locked(size_t n, int zero)
 {
+    if (__builtin_expect(committed_bytes > cfg.size, 0) && !reserve_ok) {
+        /* The reserve was used (a MemoryError, its unwinding): the room
+         * left in the pages it committed is the reserve's, not for what a
+         * thread allocates after catching the error (a retry loop would
+         * eat it, and the next failure would find no memory for its own
+         * error). Beyond the size only reserve allocations are served
+         * until a trim brings committed memory back under it. */
+        trim_locked();
+        if (committed_bytes > cfg.size) {
+            alloc_failed = FAIL_FULL;
+            return NULL;
+        }
+    }
     void *p = zero ? mi_heap_zalloc(&the_heap, n)
                    : mi_heap_malloc(&the_heap, n);
     if (__builtin_expect(p == NULL || commit_refused, 0)) {
@@ -1077,7 +1153,6 @@ _PySecretHeap_TakeFailure(char *buf, size_t len)
     if (failed == FAIL_NONE) {
         return 0;
     }
-    full_since = 1;
     if (failed == FAIL_LOCK) {
         char name[32];
         PyOS_snprintf(
@@ -1566,13 +1641,16 @@ _PySecretHeap_Info(void)
 
 /* --- tests (_testsecret) --------------------------------------------- */
 
-/* From now on, every secret allocation of this thread fails once n more
- * have succeeded (n < 0: never), except those the reserve serves (the
- * MemoryError saying the heap is full, an unwinding's handler index). */
+/* From now on, once n more secret allocations of this thread succeeded,
+ * the next count fail (count -1: every one; n < 0: none), except those the
+ * reserve serves (the heap's MemoryError, its traceback entries, an
+ * unwinding's handler index) unless reserve is set. */
 PyAPI_FUNC(void)
-_PySecretHeap_TestFailAfter(Py_ssize_t n)
+_PySecretHeap_TestFailAfter(Py_ssize_t n, Py_ssize_t count, int reserve)
 {
-    fail_after = n;
+    fail_after = count == 0 ? -1 : n;
+    fail_count = count;
+    fail_reserve = reserve;
 }
 
 /* The lock chunk of a heap not yet reserved (0: the default). */
@@ -1584,6 +1662,24 @@ _PySecretHeap_TestLockChunk(size_t chunk)
     }
     test_lock_chunk = chunk;
     return 0;
+}
+
+/* This thread's secret allocations may use the reserve while on is set
+ * (main 14881e7 granted it to every allocation after a MemoryError until
+ * the next do(): the control of the reserve's tests). Returns the previous
+ * setting. */
+PyAPI_FUNC(int)
+_PySecretHeap_TestReserve(int on)
+{
+    return _PySecretHeap_SetReserve(on);
+}
+
+/* Traceback entries each heap MemoryError may take from the reserve (-1:
+ * the default). */
+PyAPI_FUNC(void)
+_PySecretHeap_TestUnwindGrants(int n)
+{
+    unwind_grants = n < 0 ? UNWIND_GRANTS : n;
 }
 
 /* While on, decommits keep their pages (see hold_decommits). */

@@ -1,7 +1,8 @@
 """The secret heap at the edges the heap's attack review found (spec §3.4):
 locking that keeps the number of mappings bounded and reports exactly
 what is locked (F4), memory given back whatever mimalloc's environment
-says (F6). Each test has a control (said in its docstring)."""
+says (F6), child interpreters that keep the heap's -X settings (F2). Each
+test has a control (said in its docstring)."""
 
 import json
 import os
@@ -10,6 +11,8 @@ import sys
 import textwrap
 
 import pytest
+
+from conftest import interpreter
 
 T = pytest.importorskip("_testsecret")
 
@@ -191,3 +194,64 @@ def test_memory_given_back_whatever_mimalloc_options(env):
         kept = json.loads(run(ORDINARY, env=dict(env,
                                                  PYTHONMALLOC="mimalloc")))
         assert kept > 80 << 20, kept
+
+
+# --- child interpreters keep the heap's -X settings (F2) -------------------
+
+SPAWN = r"""
+import json, multiprocessing as mp, subprocess, sys
+def view(_):
+    import secret, sys
+    i = secret.heap_info()
+    return [i["size"], i["require_lock"]]
+if __name__ == "__main__":
+    out = {"args": subprocess._args_from_interpreter_flags()}
+    for method in ("spawn", "forkserver"):
+        with mp.get_context(method).Pool(1) as p:
+            out[method] = p.map(view, [0])[0]
+    # The control: a child started without those arguments.
+    r = subprocess.run([sys.executable, "-I", "-c",
+                        "import secret; i = secret.heap_info(); "
+                        "print(i['size'], i['require_lock'])"],
+                       capture_output=True, text=True)
+    out["plain"] = r.stdout.split()
+    print(json.dumps(out))
+"""
+
+
+def test_spawned_children_keep_the_heap_settings(tmp_path):
+    """-I -X secret_heap_size=6M -X secret_require_lock: multiprocessing's
+    spawn and forkserver children have the 6 MiB heap that must be locked.
+    On main they had the default 1 GiB heap, not required to be locked.
+    Control: a child started without _args_from_interpreter_flags() has
+    the default (the options are not inherited by other means)."""
+    script = tmp_path / "spawn_child.py"
+    script.write_text(SPAWN)
+    out = subprocess.run(
+        [sys.executable, "-I", "-X", "secret_heap_size=6M", "-X",
+         "secret_require_lock", str(script)],
+        capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert "secret_heap_size=6M" in d["args"], d
+    assert "secret_require_lock" in d["args"], d
+    assert d["spawn"] == [6 << 20, True], d
+    assert d["forkserver"] == [6 << 20, True], d
+    assert d["plain"] == [str(1 << 30), "False"], d
+
+
+def test_off_build_forwards_as_pristine():
+    """The experiment-off build (no _secret) forwards -X options as
+    pristine does: the secret ones are not among them (the control: the
+    experiment forwards them, test above)."""
+    code = ("import subprocess; "
+            "print(subprocess._args_from_interpreter_flags())")
+    out = {}
+    for variant in ("off", "pristine"):
+        r = subprocess.run(
+            [interpreter(variant), "-X", "secret_heap_size=6M", "-X",
+             "utf8", "-c", code], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        out[variant] = r.stdout.strip()
+    assert out["off"] == out["pristine"], out
+    assert "'-X', 'utf8'" in out["off"] and "secret" not in out["off"], out

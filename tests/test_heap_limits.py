@@ -1,8 +1,9 @@
 """The secret heap at the edges the heap's attack review found (spec §3.4):
 locking that keeps the number of mappings bounded and reports exactly
 what is locked (F4), memory given back whatever mimalloc's environment
-says (F6), child interpreters that keep the heap's -X settings (F2). Each
-test has a control (said in its docstring)."""
+says (F6), child interpreters that keep the heap's -X settings (F2), and
+threads C code starts inside do() (F5, documented). Each test has a
+control (said in its docstring)."""
 
 import json
 import os
@@ -255,3 +256,30 @@ def test_off_build_forwards_as_pristine():
         out[variant] = r.stdout.strip()
     assert out["off"] == out["pristine"], out
     assert "'-X', 'utf8'" in out["off"] and "secret" not in out["off"], out
+
+
+# --- threads C code starts inside do() (F5, a documented limit) ------------
+
+def test_c_thread_started_in_do_is_not_secret():
+    """What docs/limitations.md says: a thread that C code starts while
+    its caller is inside do() (pthread_create, then PyGILState_Ensure)
+    does not run in secret mode, and what it allocates is ordinary
+    memory; a Python thread started there does (the control). What the
+    docs advise works: the Python code that such a thread runs calls
+    secret.do() itself."""
+    out = run(r"""
+import secret, threading, _testsecret as T
+def work():
+    b = bytearray(b"S" * 5000)
+    i = secret.heap_info()
+    a = T.buffer_address(b)
+    return secret.enabled(), i["base"] <= a < i["base"] + i["reserved"]
+def py_thread():
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=work()))
+    t.start(); t.join()
+    return out["r"]
+print(secret.do(py_thread), secret.do(T.run_in_foreign_thread, work, False),
+      secret.do(T.run_in_foreign_thread, lambda: secret.do(work), False))
+""")
+    assert out.strip() == "(True, True) (False, False) (True, True)", out

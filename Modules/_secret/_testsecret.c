@@ -813,6 +813,27 @@ alloc_block(PyObject *module, PyObject *args)
     return PyLong_FromVoidPtr(p);
 }
 
+/* alloc_untouched(domain, n) -> address of a block of n bytes this code
+ * never writes (free it with free_block). */
+static PyObject *
+alloc_untouched(PyObject *module, PyObject *args)
+{
+    const char *domain;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "sn", &domain, &n)) {
+        return NULL;
+    }
+    const domain_funcs *d = get_domain(domain);
+    if (d == NULL) {
+        return NULL;
+    }
+    void *p = d->malloc(n > 0 ? (size_t)n : 1);
+    if (p == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(p);
+}
+
 /* try_alloc(domain, n) -> whether a block of n bytes could be allocated
  * (it is freed at once). A failure is handled here, never reported: the
  * way C code with a fallback treats it. */
@@ -1013,18 +1034,104 @@ utf8_address(PyObject *module, PyObject *s)
 #include "pycore_pymem.h"       // _Py_SECRET_HEAP
 
 #if _Py_SECRET_HEAP
-PyAPI_FUNC(void) _PySecretHeap_TestFailAfter(Py_ssize_t n);
+PyAPI_FUNC(void) _PySecretHeap_TestFailAfter(Py_ssize_t n,
+                                             Py_ssize_t count, int reserve);
+PyAPI_FUNC(int) _PySecretHeap_TestLockChunk(size_t chunk);
+PyAPI_FUNC(int) _PySecretHeap_TestReserve(int on);
+PyAPI_FUNC(void) _PySecretHeap_TestUnwindGrants(int n);
+PyAPI_FUNC(void) _PySecretHeap_TestOldKernel(void);
+PyAPI_FUNC(void) _PySecretHeap_TestHoldDecommits(int on);
 PyAPI_FUNC(int) _PySecretHeap_TestTornRange(const void **ps, int *out,
                                              int n, size_t size);
 
+/* fail_secret_allocations(n, count=-1, reserve=False). METH_FASTCALL, so
+ * that calling it allocates nothing: a test disarms it while every
+ * allocation still fails. */
 static PyObject *
-fail_secret_allocations(PyObject *module, PyObject *arg)
+fail_secret_allocations(PyObject *module, PyObject *const *args,
+                        Py_ssize_t nargs)
+{
+    Py_ssize_t n, count = -1;
+    int reserve = 0;
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fail_secret_allocations(n, count=-1, reserve=False)");
+        return NULL;
+    }
+    n = PyLong_AsSsize_t(args[0]);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (nargs > 1) {
+        count = PyLong_AsSsize_t(args[1]);
+        if (count == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (nargs > 2) {
+        reserve = PyObject_IsTrue(args[2]);
+        if (reserve < 0) {
+            return NULL;
+        }
+    }
+    _PySecretHeap_TestFailAfter(n, count, reserve);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+grant_reserve(PyObject *module, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(_PySecretHeap_TestReserve(on));
+}
+
+static PyObject *
+set_unwind_grants(PyObject *module, PyObject *arg)
+{
+    int n = PyLong_AsInt(arg);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    _PySecretHeap_TestUnwindGrants(n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hold_decommits(PyObject *module, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return NULL;
+    }
+    _PySecretHeap_TestHoldDecommits(on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+old_kernel_discard(PyObject *module, PyObject *Py_UNUSED(arg))
+{
+    _PySecretHeap_TestOldKernel();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+set_lock_chunk(PyObject *module, PyObject *arg)
 {
     Py_ssize_t n = PyLong_AsSsize_t(arg);
     if (n == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    _PySecretHeap_TestFailAfter(n);
+    if (n < 0 || (n & (n - 1)) != 0 || n < 4096) {
+        PyErr_SetString(PyExc_ValueError, "a power of two, at least 4096");
+        return NULL;
+    }
+    if (_PySecretHeap_TestLockChunk((size_t)n) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the heap is reserved already");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1132,6 +1239,9 @@ static PyMethodDef testsecret_methods[] = {
     {"alloc_block", alloc_block, METH_VARARGS,
      "alloc_block(domain, data) -> address of a raw/mem/obj block "
      "holding data"},
+    {"alloc_untouched", alloc_untouched, METH_VARARGS,
+     "alloc_untouched(domain, n) -> address of a block of n bytes never "
+     "written"},
     {"try_alloc", try_alloc, METH_VARARGS,
      "try_alloc(domain, n): could n bytes be allocated? (never raises)"},
     {"realloc_block", realloc_block, METH_VARARGS,
@@ -1160,9 +1270,27 @@ static PyMethodDef testsecret_methods[] = {
     {"count_in_range", count_in_range, METH_VARARGS,
      "count_in_range(addr, size, pattern): copies in resident pages"},
 #if _Py_SECRET_HEAP
-    {"fail_secret_allocations", fail_secret_allocations, METH_O,
-     "fail_secret_allocations(n): after n more, every secret allocation of "
-     "this thread fails but those of the heap's reserve (-1: never)"},
+    {"fail_secret_allocations", _PyCFunction_CAST(fail_secret_allocations),
+     METH_FASTCALL,
+     "fail_secret_allocations(n, count=-1, reserve=False): after n more, "
+     "the next count secret allocations of this thread fail (-1: all; "
+     "n -1: none), except those of the heap's reserve unless reserve"},
+    {"grant_reserve", grant_reserve, METH_O,
+     "grant_reserve(on) -> previous: this thread's secret allocations may "
+     "use the heap's reserve (the rule of main 14881e7 after a "
+     "MemoryError)"},
+    {"set_unwind_grants", set_unwind_grants, METH_O,
+     "set_unwind_grants(n): traceback entries a heap MemoryError may take "
+     "from the reserve (-1: the default)"},
+    {"hold_decommits", hold_decommits, METH_O,
+     "hold_decommits(on): the secret heap's decommits keep their pages "
+     "(a freed block read later shows whether it was zeroed)"},
+    {"old_kernel_discard", old_kernel_discard, METH_NOARGS,
+     "old_kernel_discard(): discard locked secret pages as before Linux "
+     "5.18 (unlock, discard, lock again)"},
+    {"set_lock_chunk", set_lock_chunk, METH_O,
+     "set_lock_chunk(n): lock the secret heap in chunks of n bytes (before "
+     "the first do)"},
     {"torn_range", torn_range, METH_VARARGS,
      "torn_range(addresses, size) -> is each secret, if a thread saw the "
      "range's size published and not yet its base (before the first do)"},

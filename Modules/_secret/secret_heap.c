@@ -308,7 +308,8 @@ static struct {
     size_t limit;           /* RLIMIT_MEMLOCK soft limit, SIZE_MAX: none */
     int cap;                /* CAP_IPC_LOCK */
     size_t lockable;        /* when reserved: what the heap may lock */
-    int fully;              /* all of the size (and its reserve) can be */
+    size_t need;            /* the most it may have locked (lock_need) */
+    int fully;              /* all of that can be */
     int dontdump;
     int dontdump_errno;
 } lockinfo;
@@ -334,16 +335,49 @@ lockable_now(size_t locked_by_heap, size_t *limit, int *cap)
 /* --- commit accounting (mimalloc's OS primitives for the range) ------ */
 
 /* One bit per page of the range: committed (charged to the size), and
- * locked. Changed only by the two primitives below, which mimalloc calls
- * with the heap lock held (purges and segment frees of the secret arena
- * happen there too; patch "mimalloc: the secret arena"); map_mutex keeps
- * them right even so. */
+ * locked (in a locked mapping: what VmLck counts). Changed only by the
+ * primitives below, which mimalloc calls with the heap lock held (purges
+ * and segment frees of the secret arena happen there too; patch "mimalloc:
+ * the secret arena"); map_mutex keeps them right even so.
+ *
+ * Locking. The kernel keeps a mapping (VMA) per run of pages whose lock
+ * state differs from its neighbours', and a process may have at most
+ * vm.max_map_count of them (65530 by default): locking and unlocking the
+ * 64 KiB spans mimalloc commits and purges made about 16 mappings per
+ * committed MiB, and at a few GiB thread creation failed. So the range is
+ * locked in chunks: a chunk is locked whole (MLOCK_ONFAULT: charged to
+ * RLIMIT_MEMLOCK, made resident only as touched) while any of its pages is
+ * committed, and unlocked only when none is; a page decommitted inside a
+ * locked chunk is discarded without unlocking it (MADV_DONTNEED_LOCKED, or
+ * unlock, discard and lock again, which merges the mapping back). A chunk
+ * is what may be locked (the lock limit, or the range) / LOCK_RUNS, a power
+ * of two, at least the commit unit: at most LOCK_RUNS locked runs whatever
+ * the pattern of use. Under a limit of 256 MiB or less (8 MiB is Linux's
+ * default) a chunk is the commit unit: exactly what is committed is
+ * locked. */
+#define COMMIT_UNIT ((size_t)64 << 10)      /* mimalloc's MI_COMMIT_SIZE */
+#define LOCK_RUNS 4096
+#ifndef MADV_DONTNEED_LOCKED
+#  define MADV_DONTNEED_LOCKED 24           /* Linux 5.18 */
+#endif
 static uint64_t *committed_map, *locked_map;
+static uint32_t *chunk_committed;   /* committed pages in each chunk */
+static size_t chunk_pages;          /* pages per chunk */
+static size_t range_pages;
+static size_t test_lock_chunk;      /* tests: the chunk, before reserving */
 static PyMutex map_mutex;
 static size_t committed_bytes, locked_bytes, peak_committed;
 static int64_t lock_failures;       /* commits that could not be locked */
 static int lock_errno;              /* mlock2's last error */
+static int64_t unlock_failures;     /* munlock/madvise failures */
+static int unlock_errno;
 static int64_t decommits;
+static int no_dontneed_locked;      /* the kernel lacks it (before 5.18) */
+/* Tests (_testsecret): decommits keep their pages (committed, locked and
+ * charged as before; mimalloc commits them again, which charges nothing),
+ * so that a test reading a freed block sees whether it was zeroed, not a
+ * page the kernel gave back zero. */
+static int hold_decommits;
 /* Set when a commit is refused, so that mimalloc does not go on to take
  * fresh segments it cannot use (each would be charged its header); cleared
  * by the allocation that saw it. Under the heap lock. */
@@ -351,22 +385,41 @@ static int commit_refused;
 
 enum { FAIL_NONE, FAIL_FULL, FAIL_LOCK };
 /* Set when a secret allocation of this thread fails; the next
- * PyErr_NoMemory() takes it to say why (patch 0012). A failure its caller
- * handled without PyErr_NoMemory() must not be blamed for a later,
- * unrelated MemoryError (a size overflow, say): the next secret allocation
- * that succeeds clears it, and so does each do() entry. */
+ * PyErr_NoMemory() takes it to say why (patch 0012), in or out of do().
+ * A failure its caller handled without PyErr_NoMemory() must not be blamed
+ * for a later, unrelated MemoryError (a size overflow, say): the next
+ * secret allocation that succeeds clears it, and so does each do() entry. */
 static _Py_thread_local int alloc_failed;
 static _Py_thread_local size_t failed_size;
 static _Py_thread_local int failed_errno;
-/* This thread may commit up to RESERVE beyond the size: while it makes
- * the MemoryError (reserve_ok), and from then on until its next do() entry
- * (full_since), so that the exception's traceback and the unwinding's
- * handler indexes can still be allocated. */
+/* While set, this thread may commit up to RESERVE beyond the size: only
+ * while it builds the heap's MemoryError, an unwinding's handler index, or
+ * the traceback entries of the heap's MemoryError as it unwinds (patches
+ * 0012 and 0017). Never for what a thread allocates after catching it: a
+ * retry loop would drain the reserve, and the next failure would find no
+ * memory for its own error. */
 static _Py_thread_local int reserve_ok;
-static _Py_thread_local int full_since;
-/* Tests (_testsecret): every secret allocation of this thread fails except
- * those the reserve serves, once this many more succeeded (-1: off). */
+/* The last two MemoryErrors the heap's failures made on this thread
+ * (compared, never dereferenced), and how many allocations of their
+ * unwinding (a traceback entry, a frame object) each was given the reserve
+ * for. Two: should a frame object of the unwinding fail even so, the
+ * MemoryError that failure makes is dropped, and the first one must keep
+ * its reserve. Each gets UNWIND_GRANTS (a traceback entry and the caller's
+ * frame object per frame: 2,000 frames, a few hundred KiB): code that
+ * catches the error and raises it again in a loop grows its traceback by
+ * an entry each time, and would drain the reserve. */
+#define UNWIND_GRANTS 4000
+static int unwind_grants = UNWIND_GRANTS;       /* tests may change it */
+static _Py_thread_local struct {
+    const void *exc;
+    int grants;
+} heap_errors[2];
+/* Tests (_testsecret): once fail_after more secret allocations of this
+ * thread succeeded, the next fail_count fail (-1: all), except those the
+ * reserve serves unless fail_reserve (fail_after -1: off). */
 static _Py_thread_local Py_ssize_t fail_after = -1;
+static _Py_thread_local Py_ssize_t fail_count = -1;
+static _Py_thread_local int fail_reserve;
 
 static inline int
 bit(const uint64_t *map, size_t i)
@@ -409,6 +462,121 @@ page_span(void *start, size_t size, size_t *first, size_t *last)
     *last = (off + size + page_size - 1) / page_size;
 }
 
+static inline char *
+page_addr(size_t i)
+{
+    return (char *)_PySecret_range.base + i * page_size;
+}
+
+/* Lock the runs of unlocked pages in first..last-1; 0 if one failed (the
+ * others stay locked). */
+static int
+lock_runs(size_t first, size_t last)
+{
+    int ok = 1;
+    size_t i = first;
+    while (i < last) {
+        if (bit(locked_map, i)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < last && !bit(locked_map, j)) {
+            j++;
+        }
+        if (syscall(SYS_mlock2, page_addr(i), (j - i) * page_size,
+                    MLOCK_ONFAULT) == 0) {
+            locked_bytes += set_bits(locked_map, i, j, 1) * page_size;
+        }
+        else {
+            lock_errno = errno;
+            ok = 0;
+        }
+        i = j;
+    }
+    return ok;
+}
+
+/* Unlock the runs of locked pages in first..last-1 (their pages hold
+ * nothing). A failure leaves them locked, and counted. */
+static void
+unlock_runs(size_t first, size_t last)
+{
+    size_t i = first;
+    while (i < last) {
+        if (!bit(locked_map, i)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < last && bit(locked_map, j)) {
+            j++;
+        }
+        if (munlock(page_addr(i), (j - i) * page_size) == 0) {
+            locked_bytes -= set_bits(locked_map, i, j, 0) * page_size;
+        }
+        else {
+            unlock_errno = errno;
+            unlock_failures++;
+        }
+        i = j;
+    }
+}
+
+/* Locked pages in first..last-1? */
+static int
+any_locked(size_t first, size_t last)
+{
+    for (size_t i = first; i < last; i++) {
+        if (bit(locked_map, i)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Discard the pages first..last-1 (given back to the kernel), keeping
+ * their lock state: 0 or an errno value. */
+static int
+discard(size_t first, size_t last)
+{
+    char *p = page_addr(first);
+    size_t size = (last - first) * page_size;
+    if (!any_locked(first, last)) {
+        return madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
+    }
+    if (!no_dontneed_locked) {
+        if (madvise(p, size, MADV_DONTNEED_LOCKED) == 0) {
+            return 0;
+        }
+        if (errno != EINVAL) {
+            return errno;
+        }
+        no_dontneed_locked = 1;
+    }
+    /* Before Linux 5.18: MADV_DONTNEED refuses locked pages. Unlock,
+     * discard, lock again: the kernel merges the mapping back. */
+    if (munlock(p, size) != 0) {
+        return errno;
+    }
+    int err = madvise(p, size, MADV_DONTNEED) == 0 ? 0 : errno;
+    size_t i = first;
+    while (i < last) {
+        size_t j = i;
+        int on = bit(locked_map, i);
+        while (j < last && bit(locked_map, j) == on) {
+            j++;
+        }
+        if (on && syscall(SYS_mlock2, page_addr(i), (j - i) * page_size,
+                          MLOCK_ONFAULT) != 0) {
+            lock_errno = errno;
+            locked_bytes -= set_bits(locked_map, i, j, 0) * page_size;
+        }
+        i = j;
+    }
+    return err;
+}
+
 int
 _PySecretHeap_OsCommit(void *start, size_t size)
 {
@@ -416,18 +584,19 @@ _PySecretHeap_OsCommit(void *start, size_t size)
     page_span(start, size, &first, &last);
     PyMutex_LockFlags(&map_mutex, _Py_LOCK_DONT_DETACH);
     size_t fresh = count_clear(committed_map, first, last) * page_size;
-    size_t limit = cfg.size + (reserve_ok || full_since ? RESERVE : 0);
+    size_t limit = cfg.size + (reserve_ok ? RESERVE : 0);
     if (commit_refused || committed_bytes + fresh > limit) {
         commit_refused = 1;
         alloc_failed = FAIL_FULL;
         PyMutex_Unlock(&map_mutex);
         return ENOMEM;
     }
-    if (syscall(SYS_mlock2, start, size, MLOCK_ONFAULT) == 0) {
-        locked_bytes += set_bits(locked_map, first, last, 1) * page_size;
-    }
-    else {
-        lock_errno = errno;
+    /* The chunks that hold these pages, whole; near the lock limit, these
+     * pages alone. */
+    size_t cfirst = first / chunk_pages * chunk_pages;
+    size_t clast = Py_MIN((last + chunk_pages - 1) / chunk_pages
+                          * chunk_pages, range_pages);
+    if (!lock_runs(cfirst, clast) && !lock_runs(first, last)) {
         lock_failures++;
         if (cfg.require_lock) {
             /* Never secret memory the kernel may swap. */
@@ -438,7 +607,12 @@ _PySecretHeap_OsCommit(void *start, size_t size)
             return ENOMEM;
         }
     }
-    set_bits(committed_map, first, last, 1);
+    for (size_t i = first; i < last; i++) {
+        if (!bit(committed_map, i)) {
+            committed_map[i >> 6] |= (uint64_t)1 << (i & 63);
+            chunk_committed[i / chunk_pages]++;
+        }
+    }
     committed_bytes += fresh;
     if (committed_bytes > peak_committed) {
         peak_committed = committed_bytes;
@@ -452,16 +626,48 @@ _PySecretHeap_OsDecommit(void *start, size_t size)
 {
     size_t first, last;
     page_span(start, size, &first, &last);
+    if (hold_decommits) {
+        return 0;
+    }
     PyMutex_LockFlags(&map_mutex, _Py_LOCK_DONT_DETACH);
     /* Its blocks were zeroed when freed: the pages given back hold no
-     * secret. MADV_DONTNEED refuses locked pages: unlock first. */
-    (void)munlock(start, size);
-    int err = madvise(start, size, MADV_DONTNEED) == 0 ? 0 : errno;
-    locked_bytes -= set_bits(locked_map, first, last, 0) * page_size;
-    committed_bytes -= set_bits(committed_map, first, last, 0) * page_size;
+     * secret. If they cannot be discarded they stay committed (charged),
+     * and mimalloc commits them again before use (nothing to charge). */
+    int err = discard(first, last);
+    if (err != 0) {
+        unlock_errno = err;
+        unlock_failures++;
+        PyMutex_Unlock(&map_mutex);
+        return err;
+    }
+    for (size_t i = first; i < last; i++) {
+        if (bit(committed_map, i)) {
+            committed_map[i >> 6] &= ~((uint64_t)1 << (i & 63));
+            chunk_committed[i / chunk_pages]--;
+            committed_bytes -= page_size;
+        }
+    }
+    /* Unlock the chunks left with nothing committed. */
+    for (size_t c = first / chunk_pages; c * chunk_pages < last; c++) {
+        if (chunk_committed[c] == 0) {
+            unlock_runs(c * chunk_pages,
+                        Py_MIN((c + 1) * chunk_pages, range_pages));
+        }
+    }
     decommits++;
     PyMutex_Unlock(&map_mutex);
-    return err;
+    return 0;
+}
+
+/* Committed pages that are not locked. */
+static size_t
+unlocked_committed(void)
+{
+    size_t n = 0;
+    for (size_t w = 0; w < (range_pages + 63) / 64; w++) {
+        n += (size_t)__builtin_popcountll(committed_map[w] & ~locked_map[w]);
+    }
+    return n * page_size;
 }
 
 /* --- the heap -------------------------------------------------------- */
@@ -592,7 +798,13 @@ void
 _PySecretHeap_ForgetFailure(void)
 {
     alloc_failed = FAIL_NONE;
-    full_since = 0;
+    heap_errors[0].exc = heap_errors[1].exc = NULL;
+}
+
+int
+_PySecretHeap_FailurePending(void)
+{
+    return alloc_failed != FAIL_NONE;
 }
 
 int
@@ -603,15 +815,53 @@ _PySecretHeap_SetReserve(int on)
     return was;
 }
 
+void
+_PySecretHeap_NoteError(PyObject *exc)
+{
+    heap_errors[1] = heap_errors[0];
+    heap_errors[0].exc = exc;
+    heap_errors[0].grants = 0;
+}
+
+/* Before a traceback entry or a frame object is made for exc as it
+ * unwinds (ceval's error path, take_ownership: patches 0017, 0023): the
+ * reserve if exc is the heap's MemoryError (the entry and frame object
+ * would not fit in a full heap), for nothing else. Returns the previous
+ * setting, for _PySecretHeap_SetReserve(). */
+int
+_PySecretHeap_UnwindReserve(PyObject *exc)
+{
+    int was = reserve_ok;
+    if (heap_errors[0].exc == NULL || exc == NULL) {
+        return was;
+    }
+    for (int i = 0; i < 2; i++) {
+        /* The type too: another exception may have taken the address of
+         * a noted one that was freed. */
+        if (heap_errors[i].exc == (const void *)exc
+            && Py_IS_TYPE(exc, (PyTypeObject *)PyExc_MemoryError)) {
+            if (heap_errors[i].grants < unwind_grants) {
+                heap_errors[i].grants++;
+                reserve_ok = 1;
+            }
+            break;
+        }
+    }
+    return was;
+}
+
 static int
 injected_failure(void)
 {
-    if (fail_after < 0 || reserve_ok || full_since) {
+    if (fail_after < 0 || (reserve_ok && !fail_reserve)) {
         return 0;
     }
     if (fail_after > 0) {
         fail_after--;
         return 0;
+    }
+    if (fail_count > 0 && --fail_count == 0) {
+        fail_after = -1;                /* that was the last one */
     }
     return 1;
 }
@@ -620,6 +870,19 @@ injected_failure(void)
 static void *
 alloc_locked(size_t n, int zero)
 {
+    if (__builtin_expect(committed_bytes > cfg.size, 0) && !reserve_ok) {
+        /* The reserve was used (a MemoryError, its unwinding): the room
+         * left in the pages it committed is the reserve's, not for what a
+         * thread allocates after catching the error (a retry loop would
+         * eat it, and the next failure would find no memory for its own
+         * error). Beyond the size only reserve allocations are served
+         * until a trim brings committed memory back under it. */
+        trim_locked();
+        if (committed_bytes > cfg.size) {
+            alloc_failed = FAIL_FULL;
+            return NULL;
+        }
+    }
     void *p = zero ? mi_heap_zalloc(&the_heap, n)
                    : mi_heap_malloc(&the_heap, n);
     if (__builtin_expect(p == NULL || commit_refused, 0)) {
@@ -890,7 +1153,6 @@ _PySecretHeap_TakeFailure(char *buf, size_t len)
     if (failed == FAIL_NONE) {
         return 0;
     }
-    full_since = 1;
     if (failed == FAIL_LOCK) {
         char name[32];
         PyOS_snprintf(
@@ -1007,6 +1269,35 @@ atfork_child(void)
 
 static void shutdown_zero(void);
 
+/* The lock chunk (see "Locking" above) when up to `lockable` bytes of the
+ * range may be locked. */
+static size_t
+lock_chunk(size_t lockable)
+{
+    if (test_lock_chunk != 0) {
+        return test_lock_chunk;
+    }
+    size_t chunk = COMMIT_UNIT;
+    while (chunk < SEGMENT && chunk * LOCK_RUNS < lockable) {
+        chunk <<= 1;
+    }
+    return chunk;
+}
+
+/* The most a heap of this size may have locked: what it may commit (and
+ * its reserve), each commit unit rounded up to its chunk, at most its
+ * range. */
+static size_t
+lock_need(size_t size, size_t chunk)
+{
+    size_t need = size + RESERVE;
+    if (chunk > COMMIT_UNIT) {
+        size_t scaled = need / COMMIT_UNIT * chunk;
+        need = Py_MIN(scaled, address_space(size));
+    }
+    return need;
+}
+
 static int
 reserve(void *arg)
 {
@@ -1070,16 +1361,23 @@ reserve(void *arg)
     (void)madvise(base, size, MADV_NOHUGEPAGE);
 #endif
     lockinfo.lockable = lockable_now(0, &lockinfo.limit, &lockinfo.cap);
-    lockinfo.fully = lockinfo.lockable >= cfg.size + RESERVE;
-    size_t words = (size / page_size + 63) / 64;
+    size_t chunk = lock_chunk(Py_MIN(lockinfo.lockable, size));
+    lockinfo.need = lock_need(cfg.size, chunk);
+    lockinfo.fully = lockinfo.lockable >= lockinfo.need;
+    chunk_pages = chunk / page_size;
+    range_pages = size / page_size;
+    size_t words = (range_pages + 63) / 64;
     committed_map = PyMem_RawCalloc(words, sizeof(uint64_t));
     locked_map = PyMem_RawCalloc(words, sizeof(uint64_t));
-    if (committed_map == NULL || locked_map == NULL
+    chunk_committed = PyMem_RawCalloc(range_pages / chunk_pages + 1,
+                                      sizeof(uint32_t));
+    if (committed_map == NULL || locked_map == NULL || chunk_committed == NULL
         || !_mi_manage_os_memory_secret(base, size, &secret_arena))
     {
         reserve_errno = ENOMEM;
         PyMem_RawFree(committed_map);
         PyMem_RawFree(locked_map);
+        PyMem_RawFree(chunk_committed);
         munmap(base, span);
         lockinfo.dontdump = 0;
         return 0;
@@ -1105,7 +1403,7 @@ static int warned;
 static int
 startup_warnings(void)
 {
-    char a[32], b[32], c[32];
+    char a[32], b[32], c[32], d[32];
     for (int i = 0; i < 2 && cfg.ignored[i] != NULL; i++) {
         if (PyErr_WarnFormat(
                 PyExc_RuntimeWarning, 1,
@@ -1121,8 +1419,8 @@ startup_warnings(void)
         return PyErr_WarnFormat(
             PyExc_RuntimeWarning, 1,
             "secret: only %s of the %s secret heap can be locked against "
-            "swap (RLIMIT_MEMLOCK %s): secret blocks beyond them may be "
-            "swapped out. Lower the heap's size to fit "
+            "swap (RLIMIT_MEMLOCK %s; it may lock up to %s): secret blocks "
+            "beyond them may be swapped out. Lower the heap's size to fit "
             "(-X secret_heap_size=SIZE or PYTHONSECRETHEAPSIZE), raise "
             "RLIMIT_MEMLOCK above it or grant CAP_IPC_LOCK; "
             "-X secret_require_lock refuses to run do() instead.",
@@ -1130,7 +1428,8 @@ startup_warnings(void)
             fmt_size(cfg.size, b, sizeof(b)),
             lockinfo.limit == SIZE_MAX ? "unlimited"
                                        : fmt_size(lockinfo.limit, c,
-                                                  sizeof(c)));
+                                                  sizeof(c)),
+            fmt_size(lockinfo.need, d, sizeof(d)));
     }
     return 0;
 }
@@ -1153,17 +1452,18 @@ _PySecretHeap_EnsureReserved(void)
         return -1;
     }
     if (cfg.require_lock && !lockinfo.fully) {
-        char a[32], b[32], c[32];
+        char a[32], b[32], c[32], d[32];
         PyErr_Format(
             PyExc_RuntimeError,
             "secret.do(): the secret heap must be locked against swap "
             "(secret_require_lock), but RLIMIT_MEMLOCK (%s) lets it lock "
-            "only %s of its %s and 1 MiB of reserve: lower its size "
-            "(-X secret_heap_size), raise RLIMIT_MEMLOCK or grant "
+            "only %s of the %s its %s and 1 MiB of reserve may lock: lower "
+            "its size (-X secret_heap_size), raise RLIMIT_MEMLOCK or grant "
             "CAP_IPC_LOCK",
             lockinfo.limit == SIZE_MAX ? "unlimited"
                 : fmt_size(lockinfo.limit, a, sizeof(a)),
             fmt_size(lockinfo.lockable, b, sizeof(b)),
+            fmt_size(lockinfo.need, d, sizeof(d)),
             fmt_size(cfg.size, c, sizeof(c)));
         return -1;
     }
@@ -1278,6 +1578,9 @@ _PySecretHeap_Info(void)
         read_settings(&s);
         lockable = lockable_now(0, &limit, &cap);
     }
+    size_t space = s.size ? address_space(s.size) : 0;
+    size_t chunk = active ? chunk_pages * page_size
+                          : lock_chunk(Py_MIN(lockable, space));
     heap_lock();
     heap_stats st = stats;
     heap_unlock();
@@ -1285,18 +1588,21 @@ _PySecretHeap_Info(void)
     size_t committed = committed_bytes, locked = locked_bytes;
     size_t peak = peak_committed;
     int64_t failures = lock_failures, decommitted = decommits;
-    int err = lock_errno;
+    int64_t unlock_fails = unlock_failures;
+    int err = lock_errno, unlock_err = unlock_errno;
+    size_t unlocked = active ? unlocked_committed() : 0;
     PyMutex_Unlock(&map_mutex);
     size_t resident = active ? resident_bytes(NULL, 0) : 0;
     size_t unlocked_resident = active && failures
                                ? resident_bytes(locked_map, 0) : 0;
-    int fully = s.size != 0 && lockable >= s.size + RESERVE;
+    int fully = s.size != 0 && lockable >= lock_need(s.size, chunk);
+    char uname[32];
     return Py_BuildValue(
         "{s:O,s:n,s:n,s:n,s:K,s:n,s:n,s:n,s:L,s:L,s:L,s:L,s:L,s:L,s:L,"
-        "s:L,s:O,s:n,s:n,s:n,s:L,s:s,s:n,s:n,s:O,s:O,s:i}",
+        "s:L,s:O,s:n,s:n,s:n,s:L,s:s,s:n,s:n,s:O,s:O,s:i,s:n,s:L,s:s}",
         "active", active ? Py_True : Py_False,
         "size", (Py_ssize_t)s.size,
-        "address_space", (Py_ssize_t)(s.size ? address_space(s.size) : 0),
+        "address_space", (Py_ssize_t)space,
         "reserved", (Py_ssize_t)_PySecret_range.size,
         "base", (unsigned long long)(active ? _PySecret_range.base : 0),
         "committed", (Py_ssize_t)committed,
@@ -1321,22 +1627,74 @@ _PySecretHeap_Info(void)
                                    : (Py_ssize_t)limit),
         "lock_failures", (long long)failures,
         "lock_error", err ? errno_name(err, name, sizeof(name)) : NULL,
-        "unlocked_bytes", (Py_ssize_t)(committed - locked),
+        "unlocked_bytes", (Py_ssize_t)unlocked,
         "unlocked_resident", (Py_ssize_t)unlocked_resident,
         "dontdump", (active && lockinfo.dontdump) ? Py_True : Py_False,
         "require_lock", s.require_lock ? Py_True : Py_False,
-        "headroom_blocks", _Py_atomic_load_int_acquire(&grow_count));
+        "headroom_blocks", _Py_atomic_load_int_acquire(&grow_count),
+        /* Locked whole while any of its pages is committed. */
+        "lock_chunk", (Py_ssize_t)(s.size ? chunk : 0),
+        "unlock_failures", (long long)unlock_fails,
+        "unlock_error", unlock_err ? errno_name(unlock_err, uname,
+                                                sizeof(uname)) : NULL);
 }
 
 /* --- tests (_testsecret) --------------------------------------------- */
 
-/* From now on, every secret allocation of this thread fails once n more
- * have succeeded (n < 0: never), except those the reserve serves (the
- * MemoryError saying the heap is full, an unwinding's handler index). */
+/* From now on, once n more secret allocations of this thread succeeded,
+ * the next count fail (count -1: every one; n < 0: none), except those the
+ * reserve serves (the heap's MemoryError, its traceback entries, an
+ * unwinding's handler index) unless reserve is set. */
 PyAPI_FUNC(void)
-_PySecretHeap_TestFailAfter(Py_ssize_t n)
+_PySecretHeap_TestFailAfter(Py_ssize_t n, Py_ssize_t count, int reserve)
 {
-    fail_after = n;
+    fail_after = count == 0 ? -1 : n;
+    fail_count = count;
+    fail_reserve = reserve;
+}
+
+/* The lock chunk of a heap not yet reserved (0: the default). */
+PyAPI_FUNC(int)
+_PySecretHeap_TestLockChunk(size_t chunk)
+{
+    if (_PySecret_range.size != 0) {
+        return -1;
+    }
+    test_lock_chunk = chunk;
+    return 0;
+}
+
+/* This thread's secret allocations may use the reserve while on is set
+ * (main 14881e7 granted it to every allocation after a MemoryError until
+ * the next do(): the control of the reserve's tests). Returns the previous
+ * setting. */
+PyAPI_FUNC(int)
+_PySecretHeap_TestReserve(int on)
+{
+    return _PySecretHeap_SetReserve(on);
+}
+
+/* Traceback entries each heap MemoryError may take from the reserve (-1:
+ * the default). */
+PyAPI_FUNC(void)
+_PySecretHeap_TestUnwindGrants(int n)
+{
+    unwind_grants = n < 0 ? UNWIND_GRANTS : n;
+}
+
+/* While on, decommits keep their pages (see hold_decommits). */
+PyAPI_FUNC(void)
+_PySecretHeap_TestHoldDecommits(int on)
+{
+    hold_decommits = on;
+}
+
+/* Discard locked pages as on a kernel without MADV_DONTNEED_LOCKED (before
+ * Linux 5.18): unlock, discard, lock again. */
+PyAPI_FUNC(void)
+_PySecretHeap_TestOldKernel(void)
+{
+    no_dontneed_locked = 1;
 }
 
 /* What _PySecret_IsSecret(p) answers for each of ps[0..n-1] while the
@@ -1391,7 +1749,7 @@ _PySecretHeap_Info(void)
     read_settings(&s);
     return Py_BuildValue(
         "{s:O,s:n,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,"
-        "s:i,s:O,s:i,s:i,s:i,s:i,s:O,s:i,s:i,s:O,s:O,s:i}",
+        "s:i,s:O,s:i,s:i,s:i,s:i,s:O,s:i,s:i,s:O,s:O,s:i,s:i,s:i,s:O}",
         "active", Py_False, "size", (Py_ssize_t)s.size,
         "address_space", 0, "reserved", 0, "base", 0,
         "committed", 0, "peak_committed", 0, "resident", 0,
@@ -1401,7 +1759,8 @@ _PySecretHeap_Info(void)
         "lockable", 0, "lock_limit", 0, "lock_failures", 0,
         "lock_error", Py_None, "unlocked_bytes", 0, "unlocked_resident", 0,
         "dontdump", Py_False, "require_lock", Py_False,
-        "headroom_blocks", 0);
+        "headroom_blocks", 0, "lock_chunk", 0, "unlock_failures", 0,
+        "unlock_error", Py_None);
 }
 
 #endif

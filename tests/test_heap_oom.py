@@ -6,7 +6,7 @@ of the heap's attack review (main 14881e7), each with a control.
 
 The sweep (tests/oom_sweep.py) injects failures at sampled allocation
 points of representative workloads. Its on-demand form runs every point
-(about 2 minutes on 2 cores):
+(52,158 runs, 1 to 1.5 minutes on 2 cores):
     python tests/oom_sweep.py --points 100000
 """
 
@@ -259,14 +259,16 @@ for reserve in (True, False):
 def test_float_parse_keeps_the_memory_error():
     """float() of a number whose parsing (dtoa's big integers, never
     pooled in secret mode) cannot allocate raises that MemoryError, at
-    every allocation point of the parse. On the branch before the fix, 9
-    of its 10 points raised ValueError("could not convert string to
-    float: '...'"), the number (a secret) in its message (found by the
-    sweep in json.loads). Controls: without injection the number parses;
+    every allocation point of the parse (11 for these 25 digits). On the
+    branch before the fix, 9 of the 10 points of a 17-digit number raised
+    ValueError("could not convert string to float: '...'"), the number (a
+    secret) in its message (found by the sweep in json.loads). Controls: without injection the number parses;
     a text that is not a number still raises ValueError."""
     rc, out, err = run(r"""
 import collections, os, secret, _testsecret as T
-text = "%.17g" % (int.from_bytes(os.urandom(6), "little") / 7e5)
+# 25 random digits: more than a double's 17, so dtoa's big integers work
+text = "0.%d" % (10 ** 24 + int.from_bytes(os.urandom(11), "little")
+                % (9 * 10 ** 24))
 def count():
     before = secret.heap_info()["allocations"]
     secret.do(float, text)

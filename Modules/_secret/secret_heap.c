@@ -799,6 +799,7 @@ _PySecretHeap_ForgetFailure(void)
 {
     alloc_failed = FAIL_NONE;
     heap_errors[0].exc = heap_errors[1].exc = NULL;
+    _PySecret_tls.heap_error = NULL;
 }
 
 int
@@ -821,6 +822,7 @@ _PySecretHeap_NoteError(PyObject *exc)
     heap_errors[1] = heap_errors[0];
     heap_errors[0].exc = exc;
     heap_errors[0].grants = 0;
+    _PySecret_tls.heap_error = exc;     /* ceval's test: one is noted */
 }
 
 /* Before a traceback entry or a frame object is made for exc as it

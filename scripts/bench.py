@@ -21,6 +21,7 @@ Instruction counts, valgrind's callgrind (exact and repeatable):
   bench.py callgrind adaptive [LABEL=PYTHON ...] [--works LIST]
   bench.py callgrind io [--works LIST]
   bench.py callgrind thread-end [PYTHON ...]
+  bench.py callgrind exceptions [PYTHON ...]
   bench.py callgrind exit-gc [PYTHON]
   bench.py callgrind pyperformance [--sim] [--off|--installed|--opt|
                                    --shifted] [BENCHMARKS ...]
@@ -121,6 +122,12 @@ def parser():
                          description=callgrind.thread_end.__doc__)
     w.add_argument("pythons", nargs="*", metavar="PYTHON",
                    help="experiment interpreters (default: the installed)")
+    w = works.add_parser("exceptions",
+                         help="raising and catching outside do",
+                         description=callgrind.exceptions.__doc__)
+    w.add_argument("pythons", nargs="*", metavar="PYTHON",
+                   help="interpreters (default: the installed pristine and "
+                   "experiment)")
     w = works.add_parser("exit-gc", help="the exit collection",
                          description=callgrind.exit_gc.__doc__)
     w.add_argument("python", nargs="?", metavar="PYTHON",
@@ -203,6 +210,8 @@ def main(argv=None):
         callgrind.io(works(ap, a, callgrind.IO_WORKS))
     elif a.work == "thread-end":
         callgrind.thread_end(a.pythons)
+    elif a.work == "exceptions":
+        callgrind.exceptions(a.pythons)
     elif a.work == "exit-gc":
         callgrind.exit_gc(a.python)
     elif a.work == "pyperformance":

@@ -12,6 +12,7 @@ repeat) of small works, each a `scripts/bench.py callgrind WORK`:
               and with -X secret_freeze_code
   io          buffered and text I/O on file objects made before (patch 0016)
   thread-end  the secret heap's part of a thread's end (issue 21)
+  exceptions  raising and catching outside do (patches 0017, 0023)
   exit-gc     the collection at the outermost do exit, in a process
               holding 3 million lists (works.py)
 
@@ -416,6 +417,46 @@ def thread_end(pythons):
                 options=["--toggle-collect=_PySecretHeap_ThreadDone"])
             print("%-8s %8.1f instructions per thread end  %s"
                   % (case, n / THREAD_END_N, py))
+
+
+# -- exceptions -------------------------------------------------------------
+
+EXCEPTIONS_CHILD = r"""
+import sys
+def f(n):
+    raise ValueError(n)
+def g(n):
+    return f(n)
+def main(n):
+    c = 0
+    for i in range(n):
+        try:
+            g(i)
+        except ValueError:
+            c += 1
+        try:
+            {}[i]
+        except KeyError:
+            c += 1
+    return c
+main(int(sys.argv[1]))
+"""
+EXCEPTIONS_N = 20000
+
+
+def exceptions(pythons):
+    """What the secret heap's exhaustion hooks add to exceptions outside
+    do() (patches 0017 and 0023: a thread-local test per traceback entry,
+    take_ownership keeping the exception being raised aside): instructions
+    per iteration of a loop that raises and catches two exceptions (a
+    ValueError through two Python frames, a KeyError from a dict), run N
+    and 2N times, the difference over N (start-up left out)."""
+    for py in pythons or [interpreter(v) for v in ("pristine",
+                                                   "experiment")]:
+        n1 = instructions(py, EXCEPTIONS_CHILD, str(EXCEPTIONS_N))
+        n2 = instructions(py, EXCEPTIONS_CHILD, str(2 * EXCEPTIONS_N))
+        print("%8.1f instructions per iteration (2 exceptions)  %s"
+              % ((n2 - n1) / EXCEPTIONS_N, py))
 
 
 # -- exit-gc ----------------------------------------------------------------

@@ -14,8 +14,8 @@
 
 #include "Python.h"
 #include "pycore_pystate.h"       // _PyThreadState_GET()
-
-#include "secret_core.h"
+#include "pycore_secret.h"
+#include "pycore_tstate.h"        // _PyThreadStateImpl
 
 #include <pthread.h>
 #include <signal.h>
@@ -41,6 +41,13 @@ void
 _PySecret_Zero(void *p, size_t n)
 {
     explicit_bzero(p, n);
+}
+
+int
+_PySecret_IsEnabled(PyThreadState *tstate)
+{
+    _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
+    return ts->secret.depth > 0 || ts->secret.inherited;
 }
 
 static int
@@ -153,6 +160,18 @@ _PySecret_WidenFrameWindow(PyThreadState *tstate, int size)
     tstate->datastack_top = top + size;
     return top;
 }
+
+#if _PySecret_SUPPORTED
+/* A chunk of the frame stack freed in secret mode (Python/pystate.c):
+ * func's frames do not leave with it. */
+void
+_PySecret_FreeStackChunk(PyThreadState *tstate, void *chunk, size_t size)
+{
+    if (_PySecret_IsEnabled(tstate)) {
+        explicit_bzero(chunk, size);
+    }
+}
+#endif
 
 /* Everything above the top of the current chunk of the frame stack, up to
  * its limit, is dead: func's frames were there. Then the limit goes back

@@ -31,12 +31,10 @@
 #include "Python.h"
 #include "pycore_initconfig.h"    // _Py_GetEnv()
 #include "pycore_lock.h"          // _PyOnceFlag
-#include "pycore_pymem.h"         // _PySecret_range
 #include "pycore_pystate.h"       // _PyInterpreterState_GET()
+#include "pycore_secret.h"
 #include "pycore_tstate.h"        // pycore_mimalloc.h: mimalloc API
 #include "pycore_obmalloc.h"      // MAP_MID_SHIFT (pymalloc's radix tree)
-
-#include "secret_core.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -385,7 +383,7 @@ static int commit_refused;
 
 enum { FAIL_NONE, FAIL_FULL, FAIL_LOCK };
 /* Set when a secret allocation of this thread fails; the next
- * PyErr_NoMemory() takes it to say why (patch 0012), in or out of do().
+ * PyErr_NoMemory() takes it to say why (patch 0010), in or out of do().
  * A failure its caller handled without PyErr_NoMemory() must not be blamed
  * for a later, unrelated MemoryError (a size overflow, say): the next
  * secret allocation that succeeds clears it, and so does each do() entry. */
@@ -395,7 +393,7 @@ static _Py_thread_local int failed_errno;
 /* While set, this thread may commit up to RESERVE beyond the size: only
  * while it builds the heap's MemoryError, an unwinding's handler index, or
  * the traceback entries of the heap's MemoryError as it unwinds (patches
- * 0012 and 0017). Never for what a thread allocates after catching it: a
+ * 0010 and 0015). Never for what a thread allocates after catching it: a
  * retry loop would drain the reserve, and the next failure would find no
  * memory for its own error. */
 static _Py_thread_local int reserve_ok;
@@ -826,7 +824,7 @@ _PySecretHeap_NoteError(PyObject *exc)
 }
 
 /* Before a traceback entry or a frame object is made for exc as it
- * unwinds (ceval's error path, take_ownership: patches 0017, 0023): the
+ * unwinds (ceval's error path, take_ownership: patches 0015, 0021): the
  * reserve if exc is the heap's MemoryError (the entry and frame object
  * would not fit in a full heap), for nothing else. Returns the previous
  * setting, for _PySecretHeap_SetReserve(). */

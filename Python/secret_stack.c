@@ -49,8 +49,7 @@
 #include "pycore_initconfig.h"    // _Py_GetEnv()
 #include "pycore_lock.h"          // PyMutex
 #include "pycore_pystate.h"       // _Py_GetConfig()
-
-#include "secret_core.h"
+#include "pycore_secret.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -384,7 +383,7 @@ map_fixed(char *p, size_t len, int prot, int flags)
 /* --- the fault in the reserve ------------------------------------------ */
 
 /* faulthandler's SIGSEGV handler asks us first while it is installed
- * (patch 0019); ours is installed while it is not. */
+ * (patch 0017); ours is installed while it is not. */
 static PyMutex segv_mutex;
 static int segv_needed;         /* a thread has a reserve */
 static int faulthandler_on;
@@ -445,8 +444,9 @@ extend_to(char *p, char *cur)
 }
 
 int
-_PySecret_StackFault(siginfo_t *info, void *context)
+_PySecret_StackFault(void *siginfo, void *context)
 {
+    siginfo_t *info = siginfo;
     if (stk.mode != STACK_TRACKED || stk.is_main || info == NULL) {
         return 0;
     }
@@ -1153,7 +1153,7 @@ _PySecretStack_ForkLost(void)
 }
 
 int
-_PySecret_StackFault(siginfo_t *info, void *context)
+_PySecret_StackFault(void *info, void *context)
 {
     (void)info;
     (void)context;

@@ -11,8 +11,9 @@ The series is patches/series: one file name per line, in order, '#' starts a
 comment. Each patch is `git format-patch` output, so its commit message is
 the header (what, why, which spec section) and both `patch` and `git apply`
 accept it. A patch applies with no fuzz; a failure names the patch and hunk.
-Our new files are not in patches: they live under Modules/ and Lib/secret/
-and are copied in by the build (see OVERLAY).
+Our new files are not in patches: they live in this repository at the
+paths they have in the CPython tree (Include/internal/, Lib/secret/,
+Modules/_secret/, Python/) and are copied in by the build (see OVERLAY).
 """
 
 import os
@@ -25,8 +26,11 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCHES = os.path.join(ROOT, "patches")
 SERIES = os.path.join(PATCHES, "series")
-# Repository directories copied into the CPython tree at the same path.
-OVERLAY = ["Modules/_secret", "Lib/secret"]
+# Repository directories that mirror CPython's tree: every file under them
+# is copied into the CPython tree at the same path (the overlay). An overlay
+# file never replaces an upstream one: upstream files change only through
+# the series.
+OVERLAY = ["Include", "Lib", "Modules", "Python"]
 AUTHOR = ["-c", "user.name=runtimesecret", "-c",
           "user.email=runtimesecret@localhost"]
 
@@ -45,15 +49,26 @@ def series():
     return [os.path.join(PATCHES, n) for n in names]
 
 
+def _walk_overlay():
+    for d in OVERLAY:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, d)):
+            dirnames[:] = sorted(n for n in dirnames if n != "__pycache__")
+            yield dirpath, sorted(filenames)
+
+
+def overlay_files():
+    """The overlay's files, as paths relative to the tree's top."""
+    return [os.path.relpath(os.path.join(dirpath, n), ROOT)
+            for dirpath, filenames in _walk_overlay() for n in filenames]
+
+
 def input_files():
     """Every file the patched tree is made from (for build dependencies)."""
     files = [SERIES] + series()
     dirs = [PATCHES]
-    for d in OVERLAY:
-        for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, d)):
-            dirnames[:] = [n for n in dirnames if n != "__pycache__"]
-            dirs.append(dirpath)
-            files += [os.path.join(dirpath, n) for n in sorted(filenames)]
+    for dirpath, filenames in _walk_overlay():
+        dirs.append(dirpath)
+        files += [os.path.join(dirpath, n) for n in filenames]
     return files, dirs
 
 
@@ -85,18 +100,22 @@ def copy_upstream(upstream, dest):
                     ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def overlay(dest):
-    for d in OVERLAY:
-        src = os.path.join(ROOT, d)
-        shutil.copytree(src, os.path.join(dest, d), dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+def overlay(dest, upstream):
+    """Copy the overlay into dest (upstream + series)."""
+    for rel in overlay_files():
+        if os.path.lexists(os.path.join(upstream, rel)):
+            raise PatchError("overlay file %s would replace upstream's: "
+                             "change it with a patch" % rel)
+        target = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, rel), target)
 
 
 def apply_series(upstream, dest):
     copy_upstream(upstream, dest)
     for p in series():
         apply_one(p, dest)
-    overlay(dest)
+    overlay(dest, upstream)
 
 
 def check(upstream):
@@ -122,18 +141,19 @@ def devtree(upstream, dest):
     git(dest, "init", "-q")
     with open(os.path.join(dest, ".git", "info", "exclude"), "a") as f:
         f.write("__pycache__/\nautom4te.cache/\n*~\n")
-        for d in OVERLAY:
-            f.write("/%s/\n" % d)
+        for rel in overlay_files():
+            f.write("/%s\n" % rel)
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "upstream")
     git(dest, "tag", "upstream")
     git(dest, "am", "-q", "--whitespace=nowarn", *series())
-    overlay(dest)
+    overlay(dest, upstream)
     print("%s: upstream + %d patches as commits. Edit, commit (one commit "
           "per topic; the message is the header), then:\n"
           "  %s export %s\n"
-          "Overlay files (%s) are copies: edit them in the repository."
-          % (dest, len(series()), sys.argv[0], dest, ", ".join(OVERLAY)))
+          "Overlay files (under %s) are copies: edit them in the "
+          "repository." % (dest, len(series()), sys.argv[0], dest,
+                           ", ".join(d + "/" for d in OVERLAY)))
 
 
 def export(tree):

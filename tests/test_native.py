@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT
 
 SRC = os.path.join(ROOT, "tests", "native", "erase_check.c")
-ASM = {"x86_64": os.path.join(ROOT, "Modules", "_secret", "secret_amd64.S"),
-       "aarch64": os.path.join(ROOT, "Modules", "_secret", "secret_arm64.S")}
+ASM = {"x86_64": os.path.join(ROOT, "Python", "secret_amd64.S"),
+       "aarch64": os.path.join(ROOT, "Python", "secret_arm64.S")}
 
 
 def pattern():

@@ -1,21 +1,28 @@
-/* runtimesecret experiment: the core's entry points.
+/* runtimesecret experiment: secret mode, its erasure and the secret heap.
  *
- * Upstream files call these at hook points (patches/); secret.do() uses
- * _PySecret_ENTER and _PySecret_LEAVE. Only compiled when configure
- * --with-experiment=runtimesecret.
+ * The runtime is in Python/secret_core.c (the mode, the frame stack,
+ * threads), Python/secret_stack.c (the C stack, signal stacks),
+ * Python/secret_heap.c (the secret heap) and Python/secret_amd64.S,
+ * secret_arm64.S (registers); the secret module (Modules/_secret/) is a
+ * thin layer over it. This header is all that upstream files see of it:
+ * they call it at hook points (patches/), under Py_EXPERIMENT_RUNTIMESECRET
+ * or _Py_SECRET_HEAP. Without the experiment it declares nothing and its
+ * tests are the constant 0.
+ *
+ * It needs nothing but Python.h: pycore_freelist.h includes it, inside
+ * pycore_tstate.h's own includes, so it cannot use _PyThreadStateImpl.
  */
-#ifndef Py_SECRET_CORE_H
-#define Py_SECRET_CORE_H
+#ifndef Py_INTERNAL_SECRET_H
+#define Py_INTERNAL_SECRET_H
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #ifndef Py_BUILD_CORE
 #  error "this header requires Py_BUILD_CORE define"
 #endif
 
-#include "pycore_tstate.h"        // _PyThreadStateImpl
-
-#ifdef __cplusplus
-extern "C" {
-#endif
+#ifdef Py_EXPERIMENT_RUNTIMESECRET
 
 /* Whether this build erases (spec §6): 0 means fallback mode, where
  * secret.do() only calls its function and secret mode is never entered. */
@@ -25,14 +32,177 @@ extern "C" {
 #  define _PySecret_SUPPORTED 0
 #endif
 
-/* Is the thread of tstate in secret mode: inside secret.do() at any depth,
- * or started by a thread that was? */
+
+/* --- The allocators' tests (spec §3.4, §4) --------------------------------
+ *
+ * Two constant-time tests: is this thread in secret mode (a thread-local
+ * int), and is this block secret (an address range test). Both are 0 until
+ * the first secret.do() reserves the heap. */
+
+#if defined(Py_RUNTIMESECRET_SUPPORTED) && !defined(Py_GIL_DISABLED)
+#  define _Py_SECRET_HEAP 1
+
+struct _PySecretRange {
+    uintptr_t base;     /* 1 << 63 until the heap is reserved */
+    uintptr_t size;     /* 0 until the heap is reserved */
+};
+PyAPI_DATA(struct _PySecretRange) _PySecret_range;
+
+typedef struct {
+    int mode;           /* > 0: this OS thread allocates secretly */
+    uint64_t gc_links;  /* secret GC objects linked by this thread */
+    /* The last MemoryError a failed secret allocation made on this thread
+     * (compared, never dereferenced), NULL since its last do() entry: the
+     * one test exception paths pay for the heap's reserve. */
+    const void *heap_error;
+} _PySecretTLS;
+
+/* For shared extension modules (a thread-local is not exported). */
+PyAPI_FUNC(int) _PySecret_GetMode(void);
+
+#  if defined(HAVE_THREAD_LOCAL) && !defined(Py_BUILD_CORE_MODULE)
+/* The core reads and writes the thread-local; a shared module calls. */
+#    define _PySecret_TLS_VISIBLE 1
+/* Without --enable-shared the core is linked into the executable, which
+ * defines the variable: its thread-pointer offset is a link-time constant,
+ * and the mode test is one compare with a %fs/tpidr-relative operand
+ * instead of a load of the offset first (the initial-exec default). */
+#    if !defined(Py_ENABLE_SHARED) && defined(__GNUC__)
+#      define _PySecret_TLS_MODEL __attribute__((tls_model("local-exec")))
+#    else
+#      define _PySecret_TLS_MODEL
+#    endif
+extern _Py_thread_local _PySecretTLS _PySecret_tls _PySecret_TLS_MODEL;
+#    define _PySecret_MODE() (_PySecret_tls.mode)
+#    define _PySecret_HEAP_ERROR() (_PySecret_tls.heap_error != NULL)
+#  else
+#    define _PySecret_MODE() _PySecret_GetMode()
+#    define _PySecret_HEAP_ERROR() 1
+#  endif
+
+/* Does this thread allocate in the secret heap? */
 static inline int
-_PySecret_IsEnabled(PyThreadState *tstate)
+_PySecret_InMode(void)
 {
-    _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
-    return ts->secret.depth > 0 || ts->secret.inherited;
+    return __builtin_expect(_PySecret_MODE() > 0, 0);
 }
+
+/* Is p a block of the secret heap? base is published before size, but a
+ * thread may see them in either order: with the initial base (above every
+ * user-space address, and not 0), no pointer, NULL included, is secret
+ * under a new size. */
+static inline int
+_PySecret_IsSecret(const void *p)
+{
+    return __builtin_expect(
+        (uintptr_t)p - _PySecret_range.base < _PySecret_range.size, 0);
+}
+
+#  ifdef _PySecret_TLS_VISIBLE
+/* For a moment, this thread allocates in ordinary memory (a MemoryError
+ * that says the heap is full, Objects/exceptions.c) or in the secret heap
+ * (what belongs to a secret object but is made outside do(): a secret
+ * string's UTF-8 cache, secret text flushed later). Each returns what
+ * _PySecret_RestoreMode() puts back. */
+static inline int
+_PySecret_SuspendMode(void)
+{
+    int saved = _PySecret_tls.mode;
+    _PySecret_tls.mode = 0;
+    return saved;
+}
+
+static inline int
+_PySecret_ForceMode(void)
+{
+    int saved = _PySecret_tls.mode;
+    _PySecret_tls.mode = saved + 1;
+    return saved;
+}
+
+static inline void
+_PySecret_RestoreMode(int saved)
+{
+    _PySecret_tls.mode = saved;
+}
+
+/* Python/gc.c. _PyObject_GC_Link(): secret.do() collects at its exit only
+ * if func made GC objects, which this counts. */
+static inline void
+_PySecret_CountGCLink(const void *op)
+{
+    if (_PySecret_IsSecret(op)) {
+        _PySecret_tls.gc_links++;
+    }
+}
+
+/* _PyGC_Unfreeze(): objects that were younger now follow older ones in the
+ * oldest generation (the exit collection relies on that order). */
+extern uint64_t _PySecret_gc_unfreezes;
+
+static inline void
+_PySecret_CountUnfreeze(void)
+{
+    _Py_atomic_add_uint64(&_PySecret_gc_unfreezes, 1);
+}
+#  endif
+
+/* At the end of a collection (Python/gc.c): collect what a secret.do()
+ * that returned during it could not (collections do not nest). */
+extern void _PySecret_CollectDeferred(PyThreadState *tstate);
+
+/* The secret heap (Python/secret_heap.c). NULL on exhaustion: never falls
+ * back to ordinary memory. */
+PyAPI_FUNC(void *) _PySecretHeap_Malloc(size_t n);
+PyAPI_FUNC(void *) _PySecretHeap_Calloc(size_t nelem, size_t elsize);
+/* p must be secret. */
+PyAPI_FUNC(void *) _PySecretHeap_Realloc(void *p, size_t n);
+PyAPI_FUNC(void) _PySecretHeap_Free(void *p);
+/* Move the non-secret block p (old_size usable bytes) into a new secret
+ * block of n bytes; zero p and free it with free_old. NULL (p untouched)
+ * on exhaustion. */
+PyAPI_FUNC(void *) _PySecretHeap_Adopt(void *p, size_t old_size, size_t n,
+                                       void (*free_old)(void *));
+
+/* Exhaustion: the heap's own MemoryError and its reserve. */
+
+/* 1 if a secret allocation of this thread failed since the last call
+ * (which clears it), with PyErr_NoMemory()'s message (why, the heap's
+ * size and how to change it) written to buf. */
+extern int _PySecretHeap_TakeFailure(char *buf, size_t len);
+/* 1 if a secret allocation of this thread failed and no MemoryError said
+ * so yet (in or out of do()). */
+extern int _PySecretHeap_FailurePending(void);
+/* While set (it returns the previous value), this thread's secret
+ * allocations may go a little beyond the heap's size: for the MemoryError
+ * that says it is full. */
+extern int _PySecretHeap_SetReserve(int on);
+/* exc is the MemoryError a failed secret allocation made: while it unwinds,
+ * its traceback entries and frame objects come from the reserve. */
+extern void _PySecretHeap_NoteError(PyObject *exc);
+/* Before a traceback entry or frame object is made for the exception exc
+ * being raised (ceval's error path, take_ownership): turns the reserve on
+ * if exc is one the heap's failure made; returns the previous setting, for
+ * _PySecretHeap_SetReserve(). */
+extern int _PySecretHeap_UnwindReserve(PyObject *exc);
+/* The int for an exception handler's lasti that ceval could not allocate:
+ * in secret mode never NULL (from the heap's reserve; the MemoryError stays
+ * raised), so that unwinding cannot retry the same handler forever. */
+extern PyObject *_PySecretHeap_HandlerIndex(int lasti);
+
+/* mimalloc's OS primitives for the secret range (its arena commits only
+ * what it uses): charge and lock, or unlock, discard and uncharge.
+ * 0 or an errno value. */
+extern int _PySecretHeap_OsCommit(void *start, size_t size);
+extern int _PySecretHeap_OsDecommit(void *start, size_t size);
+#endif  /* Py_RUNTIMESECRET_SUPPORTED && !Py_GIL_DISABLED */
+
+/* -X secret_freeze_code (Python/ceval_macros.h): in secret mode, code made
+ * outside it keeps its adaptive state. */
+extern int _PySecret_freeze_code;
+
+
+/* --- secret.do() (spec §2, §3.1-§3.3) ----------------------------------- */
 
 /* One secret.do() call, kept in do's own C frame. */
 typedef struct {
@@ -47,6 +217,10 @@ extern char *_PySecret_FirstNonzero(char *p, char *end);
 extern void _PySecret_EraseStack(void *low, int vector);
 /* The vector register file to erase, detected once (see secret_core.c). */
 extern int _PySecret_vector;
+
+/* Is the thread of tstate in secret mode: inside secret.do() at any depth,
+ * or started by a thread that was? */
+extern int _PySecret_IsEnabled(PyThreadState *tstate);
 
 /* Enter secret mode for one secret.do() call: returns 1 if entered, 0 in
  * fallback mode (then there is nothing to leave). Never fails. */
@@ -76,7 +250,46 @@ extern void *_PySecret_Leave(PyThreadState *tstate, _PySecretCall *call);
 #  define _PySecret_LEAVE(tstate, call) ((void)0)
 #endif
 
-/* Thread life cycle (Modules/_threadmodule.c). */
+/* Zero n bytes at p with stores the compiler cannot drop. */
+extern void _PySecret_Zero(void *p, size_t n);
+
+/* The secret heap's part of secret.do() and of the secret module. */
+
+/* Reserve it on first use; 0, or -1 with MemoryError (ValueError for a
+ * setting that is not valid, RuntimeError for a heap that must be locked
+ * and cannot be, or what a warnings filter raised) set. */
+extern int _PySecretHeap_EnsureReserved(void);
+/* 1 if every secret block is kept out of core dumps (the whole reserved
+ * heap is MADV_DONTDUMP). */
+extern int _PySecretHeap_NoCoreDump(void);
+/* 1 if every secret block is kept out of swap: all the heap committed was
+ * locked, and all it can commit will be (RLIMIT_MEMLOCK covers its size,
+ * or -X secret_require_lock refuses unlocked memory). */
+extern int _PySecretHeap_NoSwap(void);
+/* At thread end (any thread): leave secret mode for good (the thread
+ * holds nothing of the secret heap). */
+extern void _PySecretHeap_ThreadDone(void);
+/* secret.heap_info(): a new dict. */
+extern PyObject *_PySecretHeap_Info(void);
+/* At each do() entry: forget a failed secret allocation that nothing
+ * reported (see _PySecretHeap_TakeFailure). */
+extern void _PySecretHeap_ForgetFailure(void);
+
+/* The C stack (secret_stack.c). In a fork() child: how many other threads
+ * were inside do() at the fork (their stacks were zeroed below it; their
+ * objects stay, heap.md). */
+extern int _PySecretStack_ForkLost(void);
+#if _PySecret_SUPPORTED
+/* Internal to the core (secret_core.c). */
+extern void _PySecretStack_Enter(char *top, int outermost);
+extern char *_PySecretStack_Leave(char *top, int outermost);
+extern void _PySecretStack_EraseAltStack(void);
+extern char *_PySecretStack_ThreadExit(void);
+extern void _PySecretStack_ThreadStart(void);
+#endif
+
+
+/* --- Threads (Modules/_threadmodule.c; spec §2, §3.1, §3.2) ------------- */
 
 /* In the parent, when the child's thread state is made: a thread created in
  * secret mode inherits it for its whole life (spec §2). */
@@ -103,72 +316,51 @@ extern void *_PySecret_ThreadExitPrepare(void);
 #  define _PySecret_THREAD_EXIT() ((void)0)
 #endif
 
-/* The secret heap (secret_heap.c, spec §3.4). */
 
-/* Reserve it on first use; 0, or -1 with MemoryError (ValueError for a
- * setting that is not valid, RuntimeError for a heap that must be locked
- * and cannot be, or what a warnings filter raised) set. */
-extern int _PySecretHeap_EnsureReserved(void);
-/* 1 if every secret block is kept out of core dumps (the whole reserved
- * heap is MADV_DONTDUMP). */
-extern int _PySecretHeap_NoCoreDump(void);
-/* 1 if every secret block is kept out of swap: all the heap committed was
- * locked, and all it can commit will be (RLIMIT_MEMLOCK covers its size,
- * or -X secret_require_lock refuses unlocked memory). */
-extern int _PySecretHeap_NoSwap(void);
-/* At thread end (any thread): leave secret mode for good (the thread
- * holds nothing of the secret heap). */
-extern void _PySecretHeap_ThreadDone(void);
-/* secret.heap_info(): a new dict. */
-extern PyObject *_PySecretHeap_Info(void);
-/* At each do() entry: forget a failed secret allocation that nothing
- * reported (see _PySecretHeap_TakeFailure). */
-extern void _PySecretHeap_ForgetFailure(void);
+/* --- faulthandler (Modules/faulthandler.c; spec §3.2) ------------------- */
 
 /* faulthandler installed or removed the calling thread's alternate signal
- * stack (Modules/faulthandler.c): the cached one is stale. */
+ * stack: the cached one is stale. */
 extern void _PySecret_AltStackChanged(void);
-
-/* The C stack (secret_stack.c). */
-#include <signal.h>               // siginfo_t
 /* A SIGSEGV: 1 if it was a thread going deeper into the reserve below its
  * stack's window, now made room for (the access is retried), else 0.
- * faulthandler's SIGSEGV handler asks first (patch 0019). Signal-safe. */
-extern int _PySecret_StackFault(siginfo_t *info, void *context);
+ * faulthandler's SIGSEGV handler asks first. Signal-safe. info is the
+ * handler's siginfo_t * (void * here, so that every core file need not
+ * see <signal.h>). */
+extern int _PySecret_StackFault(void *info, void *context);
 /* faulthandler installed (1) or removed (0) its SIGSEGV handler. */
 extern void _PySecret_FaulthandlerChanged(int enabled);
-/* In a fork() child: how many other threads were inside do() at the fork
- * (their stacks were zeroed below it; their objects stay, heap.md). */
-extern int _PySecretStack_ForkLost(void);
-#if _PySecret_SUPPORTED
-/* Internal to the core (secret_core.c). */
-extern void _PySecretStack_Enter(char *top, int outermost);
-extern char *_PySecretStack_Leave(char *top, int outermost);
 
-extern void _PySecretStack_EraseAltStack(void);
-extern char *_PySecretStack_ThreadExit(void);
-extern void _PySecretStack_ThreadStart(void);
+
+/* --- The frame stack (Python/pystate.c; spec §3.3) ---------------------- */
+
+/* Before a chunk of the interpreter frame stack is freed: in secret mode
+ * its frames are zeroed first. */
+#if _PySecret_SUPPORTED
+extern void _PySecret_FreeStackChunk(PyThreadState *tstate, void *chunk,
+                                     size_t size);
+#else
+#  define _PySecret_FreeStackChunk(tstate, chunk, size) ((void)0)
 #endif
 
-/* Before a chunk of the interpreter frame stack is freed (Python/pystate.c):
- * in secret mode its frames are zeroed first (spec §3.3). */
-static inline void
-_PySecret_FreeStackChunk(PyThreadState *tstate, void *chunk, size_t size)
-{
-    if (_PySecret_SUPPORTED && _PySecret_IsEnabled(tstate)) {
-        extern void _PySecret_Zero(void *p, size_t n);
-        _PySecret_Zero(chunk, size);
-    }
-}
+/* push_chunk(), before it takes a new chunk of the frame stack: a do() on
+ * this thread may have lowered datastack_limit to a window, so that its
+ * exit zeroes only what func can have reached. Widen it: returns the
+ * pushed frame's place, or NULL to let push_chunk() take a new chunk. */
+extern PyObject **_PySecret_WidenFrameWindow(PyThreadState *tstate,
+                                             int size);
 
-/* push_chunk() (Python/pystate.c), before it takes a new chunk of the
- * frame stack: a do() on this thread may have lowered datastack_limit to a
- * window, so that its exit zeroes only what func can have reached
- * (spec §3.3). Widen it: returns the pushed frame's place, or NULL to let
- * push_chunk() take a new chunk. */
-extern PyObject **_PySecret_WidenFrameWindow(PyThreadState *tstate, int size);
+#endif  /* Py_EXPERIMENT_RUNTIMESECRET */
+
+/* Without the secret heap (no experiment, fallback mode, free threading)
+ * the tests are constant: a hook compiles to what upstream has. */
+#ifndef _Py_SECRET_HEAP
+#  define _Py_SECRET_HEAP 0
+#  define _PySecret_InMode() 0
+#  define _PySecret_IsSecret(p) ((void)(p), 0)
+#endif
 
 #ifdef __cplusplus
 }
 #endif
-#endif  /* !Py_SECRET_CORE_H */
+#endif  /* !Py_INTERNAL_SECRET_H */

@@ -1031,7 +1031,7 @@ utf8_address(PyObject *module, PyObject *s)
 
 /* --- the secret heap: exhaustion, the range, foreign threads --------- */
 
-#include "pycore_pymem.h"       // _Py_SECRET_HEAP
+#include "pycore_secret.h"      // _Py_SECRET_HEAP
 
 #if _Py_SECRET_HEAP
 PyAPI_FUNC(void) _PySecretHeap_TestFailAfter(Py_ssize_t n,

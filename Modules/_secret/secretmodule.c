@@ -17,7 +17,7 @@
                                   // _PyException_AddNote()
 #include "pycore_pystate.h"       // _PyThreadState_GET()
 
-#include "secret_core.h"
+#include "pycore_secret.h"
 
 /* Off do()'s normal path: out of line, and laid out as unlikely. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -46,20 +46,20 @@ static const struct {
     {"no_core_dump", 1, DUMP},          /* §3.4 */
     {"no_swap", 1, LOCK},               /* §3.4 */
     {"no_core_dump_or_swap", 1, DUMP | LOCK},   /* §3.4, deprecated */
-    /* §3.4/§3.5: buffered and text I/O objects (patch 0016) */
+    /* §3.4/§3.5: buffered and text I/O objects (patch 0014) */
     {"io_buffers", 1, 0},
     /* §2: an exception leaving do() holds no frame of func */
     {"exception_frames", 1, 0},
     /* §3.4: lru_cache, re and urllib.parse caches are not filled in secret
-     * mode (patches 0020, 0021) */
+     * mode (patches 0018, 0019) */
     {"caches", 1, 0},
     /* §3.4/§3.5: the adaptive state of code made before do() does not
-     * change in secret mode (patch 0025): only with -X secret_freeze_code,
+     * change in secret mode (patch 0023): only with -X secret_freeze_code,
      * see freeze_code */
     {"code_state", 1, 0},
 };
 
-/* -X secret_freeze_code[=1|0] or PYTHONSECRETFREEZECODE=1|0 (patch 0025):
+/* -X secret_freeze_code[=1|0] or PYTHONSECRETFREEZECODE=1|0 (patch 0023):
  * in secret mode, code that is not a secret block neither counts nor
  * specializes nor marks its first run, so that its state says nothing of
  * what ran in do(). Off by default: such code then runs unspecialized in
@@ -179,7 +179,7 @@ refuse_deferred(PyObject *func, PyObject *res)
  * generation 1 and generation 1 is collected: the young generations and
  * what func's objects were promoted with, nothing older. */
 /* gc.unfreeze() puts objects that were younger after older ones in the
- * oldest generation (Python/gc.c counts its calls, patch 0013). */
+ * oldest generation (Python/gc.c counts its calls, patch 0011). */
 uint64_t _PySecret_gc_unfreezes;
 /* Exit collections that moved objects between generations (youngen_tail):
  * the lists' order no longer says what came first (see do_epoch). */
@@ -310,7 +310,7 @@ exit_gc_generation(PyThreadState *tstate, exit_gc *g)
 
 /* A do() that ended during a collection could not collect (a collection
  * does not nest): the collection, once done, calls
- * _PySecret_CollectDeferred() (patch 0013), which collects in secret mode
+ * _PySecret_CollectDeferred() (patch 0011), which collects in secret mode
  * what was asked for, the oldest generation at most. */
 static _Py_thread_local int deferred_gen = -1;
 

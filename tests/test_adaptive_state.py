@@ -1,5 +1,5 @@
 """Adaptive state of code objects made before do() (attack review F4,
-issue 20 §3, patch 0025).
+issue 20 §3, patch 0023).
 
 CPython 3.13's specializing interpreter keeps, in each code object's inline
 caches (co_code_adaptive), a counter per adaptive instruction (moved at
@@ -10,7 +10,7 @@ in do() (a naive comparison's early exit: the length of the prefix a guess
 shared with a key), its specialized forms which instructions ran (the side
 of a branch on a key bit).
 
-With -X secret_freeze_code (patch 0025), in secret mode, code that is not
+With -X secret_freeze_code (patch 0023), in secret mode, code that is not
 a secret block does not adapt: its bytes are the same after do() as
 before; code compiled in do() still adapts. Off by default (code that runs
 only in do() would never specialize): the default build keeps the leak,

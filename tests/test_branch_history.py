@@ -1,4 +1,4 @@
-"""Branch history in code objects made before do() (issue 20 §3, patch 0022).
+"""Branch history in code objects made before do() (issue 20 §3, patch 0020).
 
 CPython 3.13's POP_JUMP_IF_FALSE/TRUE/NONE/NOT_NONE (and their instrumented
 forms, used under sys.monitoring) shift each outcome into a 16-bit history

@@ -1,5 +1,5 @@
 """Caches made before secret.do() are read but not filled in secret mode
-(spec §3.4, issue 20 §3; patches 0020 and 0021): functools.lru_cache (the C
+(spec §3.4, issue 20 §3; patches 0018 and 0019): functools.lru_cache (the C
 wrapper and the pure-Python one), re's pattern caches and template cache,
 urllib.parse.urlsplit (an lru_cache) and the quoter cache behind quote().
 

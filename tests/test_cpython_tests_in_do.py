@@ -30,7 +30,7 @@ SITE = os.path.join(ROOT, "scripts", "regrtest_in_do")
 # Threads started inside do inherit secret mode (test_thread,
 # test_threading). File objects made in do keep their buffers in the secret
 # heap and zero what they consumed (test_io, test_bufio, test_fileio,
-# test_file, test_univnewlines: patch 0016).
+# test_file, test_univnewlines: patch 0014).
 MODULES = [
     "test_base64", "test_binascii", "test_bufio", "test_bytes", "test_bz2",
     "test_codecs",
@@ -110,7 +110,7 @@ def ran_all(stdout, n):
 
 
 # Tests that check what a cache stored, run in secret mode, where a cache is
-# read but not filled (spec §3.4, patch 0020): test_functools' lru_cache
+# read but not filled (spec §3.4, patch 0018): test_functools' lru_cache
 # tests (their cache_info() counts entries; test_lru_recursion memoizes a
 # recursion, exponential without its cache).
 BY_DESIGN = ["test.test_functools.TestLRU*",

@@ -13,7 +13,7 @@ import pytest
 # state and threads, sys, the C API, sysconfig (PY_EXPERIMENTS), the frame
 # stack (frames, generators), faulthandler and signals (alternate stack),
 # the cyclic GC, and the free lists and pools the heap patches bypass
-# (floats, dtoa, asyncio's FutureIter), and the caches patches 0020 and 0021
+# (floats, dtoa, asyncio's FutureIter), and the caches patches 0018 and 0019
 # change (functools, re, urllib.parse, ElementPath).
 REGRTESTS = ["test_sys", "test_threading", "test_thread", "test_capi",
              "test_sysconfig", "test_faulthandler", "test_signal",

@@ -31,7 +31,7 @@ GLIBC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
               # PYTHONMALLOC=mimalloc: never purge freed pages (a purge
               # zeroes them after 10 ms, so a slow control found nothing).
               # The secret heap gives pages back whatever this says
-              # (patch 0010); the probe counts its decommits, so that a
+              # (patch 0008); the probe counts its decommits, so that a
               # protected case cannot pass by reading a page given back.
               "MIMALLOC_PURGE_DELAY": "-1"}
 

@@ -84,7 +84,7 @@ def test_injection_sweep(workload):
     assert res["all"]["kinds"].get("ok", 0) <= 10, res
 
 
-# --- the upstream sites (patch 0023), on pristine and here ---------------
+# --- the upstream sites (patch 0021), on pristine and here ---------------
 
 # Each script injects failures with _testcapi.set_nomemory (any build,
 # outside do): pristine shows upstream's bug, the experiment the fix.

@@ -61,7 +61,7 @@ def test_secret_attribute_name_zeroed_with_its_object(protect):
     assert interned
     assert needle in read_mem(addr, buf)      # alive: readable
     # last referrer of the name (the type attribute cache does not keep a
-    # secret name: patch 0015; it does keep the control's)
+    # secret name: patch 0013; it does keep the control's)
     del o
     left = read_mem(addr, buf).count(needle)
     if protect:

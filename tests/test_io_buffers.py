@@ -1,4 +1,4 @@
-"""Buffered and text I/O in secret mode (patch 0016): a file object made
+"""Buffered and text I/O in secret mode (patch 0014): a file object made
 before do() and read or written inside it keeps nothing of the secret in
 ordinary memory, and still reads and writes what it should.
 

@@ -23,7 +23,7 @@ SCENARIOS = residue.scenarios()
 PROTECTIONS = secret.protections()
 ISSUE = {"heap": "heap erasure: issue 4",
          "no_core_dump_or_swap": "heap erasure: issue 4",
-         "io_buffers": "I/O buffers: patch 0016",
+         "io_buffers": "I/O buffers: patch 0014",
          "exception_frames": "exceptions: issue 20",
          "caches": "caches: issue 20",
          "c_stack": "stack erasure: issue 5",

@@ -6,13 +6,13 @@ repeat) of small works, each a `scripts/bench.py callgrind WORK`:
               the experiment running it inside secret.do()
   in-do       the works of issue 4's inside-do bounds and a float loop
               (works.py) inside secret.do() over the same work outside
-  caches      cache-heavy loops outside do (patches 0020, 0021)
+  caches      cache-heavy loops outside do (patches 0018, 0019)
   adaptive    loops through the adaptive interpreter's generic paths
-              (patch 0025's test), outside do; then inside do, by default
+              (patch 0023's test), outside do; then inside do, by default
               and with -X secret_freeze_code
-  io          buffered and text I/O on file objects made before (patch 0016)
+  io          buffered and text I/O on file objects made before (patch 0014)
   thread-end  the secret heap's part of a thread's end (issue 21)
-  exceptions  raising and catching outside do (patches 0017, 0023)
+  exceptions  raising and catching outside do (patches 0015, 0021)
   exit-gc     the collection at the outermost do exit, in a process
               holding 3 million lists (works.py)
 
@@ -269,7 +269,7 @@ ADAPTIVE_N = 200000
 
 
 def adaptive(pythons, works=ADAPTIVE_WORKS):
-    """Patch 0025 (-X secret_freeze_code: in secret mode, code made before
+    """Patch 0023 (-X secret_freeze_code: in secret mode, code made before
     do() does not adapt). Outside do, instructions per iteration of loops
     whose every iteration runs an adaptive instruction's generic form,
     where a counter moves (the test's path), and of a loop of specialized
@@ -446,7 +446,7 @@ EXCEPTIONS_N = 20000
 
 def exceptions(pythons):
     """What the secret heap's exhaustion hooks add to exceptions outside
-    do() (patches 0017 and 0023: a thread-local test per traceback entry,
+    do() (patches 0015 and 0021: a thread-local test per traceback entry,
     take_ownership keeping the exception being raised aside): instructions
     per iteration of a loop that raises and catches two exceptions (a
     ValueError through two Python frames, a KeyError from a dict), run N

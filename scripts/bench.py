@@ -111,7 +111,7 @@ def parser():
     w.add_argument("pythons", nargs="*", metavar="LABEL=PYTHON")
     add_works(w, callgrind.CACHES_WORKS)
     w = works.add_parser("adaptive",
-                         help="adaptive interpreter paths (patch 0025)",
+                         help="adaptive interpreter paths (patch 0023)",
                          description=callgrind.adaptive.__doc__)
     w.add_argument("pythons", nargs="*", metavar="LABEL=PYTHON")
     add_works(w, callgrind.ADAPTIVE_WORKS)
@@ -142,6 +142,9 @@ def parser():
     for side in ("off", "installed", "opt", "shifted"):
         sides.add_argument("--" + side, dest="sides", action="store_const",
                            const=side)
+    sides.add_argument("--pair", nargs=2, metavar="LABEL=PYTHON",
+                       help="two interpreters by path (e.g. two worktrees' "
+                       "experiment builds), the first the reference")
     w.add_argument("benchmarks", nargs="*", metavar="BENCHMARK",
                    help="name:directory[:arguments,comma-separated]")
     return ap
@@ -215,7 +218,12 @@ def main(argv=None):
     elif a.work == "exit-gc":
         callgrind.exit_gc(a.python)
     elif a.work == "pyperformance":
-        callgrind_pyperformance.main(a.sides, a.sim, a.benchmarks)
+        pair = None
+        if a.pair:
+            pair = [p.split("=", 1) for p in a.pair]
+            if any(len(p) != 2 for p in pair):
+                ap.error("--pair takes LABEL=PYTHON LABEL=PYTHON")
+        callgrind_pyperformance.main(a.sides, a.sim, a.benchmarks, pair)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Instruction counts (valgrind --tool=callgrind) of pyperformance
 benchmarks, pristine against the experiment: `scripts/bench.py callgrind
-pyperformance [--sim] [--off|--installed|--opt|--shifted] [BENCHMARKS...]`.
+pyperformance [--sim] [--off|--installed|--opt|--shifted|--pair A=PY B=PY]
+[BENCHMARKS...]`.
 
 Without a side option it backs the wall-clock comparison of `bench.py
 pyperformance`, which must have run first: it made the interpreter copies
@@ -13,7 +14,14 @@ experiment-off build that way (the patch series configured without the
 experiment; spec §4: within noise of pristine), --opt the PGO+LTO pair
 (pristine-opt, experiment-opt), --shifted pristine with pristine-shifted
 (pristine's code at other addresses: the same instructions, so what --sim
-adds shows code placement alone).
+adds shows code placement alone). --pair LABEL=PYTHON LABEL=PYTHON
+compares two interpreters named by path, the first the reference, each
+through a venv of its own (cpython-build/bench/callgrind-venv/LABEL): two
+builds of the experiment, say, one of them another worktree's. Counts
+move a little with the length of the paths they run from: give labels
+of one length, and interpreters whose paths have one length (a symlink
+or copy of an install works: CPython finds its prefix from where it
+runs).
 
 One worker value per benchmark (--loops 1, no warm-up), PYTHONHASHSEED=0;
 prints a Markdown table: instructions of each and the ratio. --sim also
@@ -71,12 +79,20 @@ def benchmark_venv(copy):
     sys.exit("error: no benchmark venv for %s" % copy)
 
 
-def installed_venv(variant, pyperf_version):
-    """A venv of cpython-build/install/VARIANT with the pyperf that
-    pyperformance's benchmark venvs pin. It links to the installed
-    interpreter: a rebuild is seen."""
-    return venv(os.path.join(WORK, "callgrind-venv", variant),
-                interpreter(variant), packages=["pyperf==" + pyperf_version])
+def installed_venv(variant, pyperf_version, python=None):
+    """A venv of cpython-build/install/VARIANT (or of python, under the
+    name VARIANT) with the pyperf that pyperformance's benchmark venvs pin.
+    It links to the interpreter: a rebuild is seen."""
+    path = os.path.join(WORK, "callgrind-venv", variant)
+    python = python or interpreter(variant)
+    cfg = os.path.join(path, "pyvenv.cfg")
+    if os.path.exists(cfg):
+        with open(cfg) as f:
+            home = re.search(r"^home = (.*)$", f.read(), re.M).group(1)
+        if home != os.path.dirname(os.path.abspath(python)):
+            sys.exit("error: %s is a venv of %s, not of %s: remove it or "
+                     "use another label" % (path, home, python))
+    return venv(path, python, packages=["pyperf==" + pyperf_version])
 
 
 def pinned_pyperf(tools_py):
@@ -111,8 +127,13 @@ def gmean(r):
     return math.exp(sum(map(math.log, r)) / len(r))
 
 
-def main(which=None, sim=False, benchmarks=()):
-    a, b, installed = SIDES[which]
+def main(which=None, sim=False, benchmarks=(), pair=None):
+    if pair:
+        (a, a_py), (b, b_py) = pair
+        installed = True
+    else:
+        a, b, installed = SIDES[which]
+        a_py = b_py = None
     if not os.path.isdir(BENCHMARKS) and installed:
         # Only the benchmarks' files are needed: pyperformance in a venv
         # of the installed pristine.
@@ -126,7 +147,8 @@ def main(which=None, sim=False, benchmarks=()):
         # Both sides from their installed interpreters, the same way.
         version = pinned_pyperf(os.path.join(PYPERFORMANCE_VENV, "bin",
                                              "python"))
-        p_py, e_py = (installed_venv(v, version) for v in (a, b))
+        p_py, e_py = (installed_venv(v, version, py)
+                      for v, py in ((a, a_py), (b, b_py)))
     if sim:
         print("| benchmark | Ir ratio | I1 misses %s / %s | D1 misses %s / %s"
               " | mispredicted branches %s / %s | CEst %s | CEst %s "

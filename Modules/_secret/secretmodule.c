@@ -509,9 +509,11 @@ pointer_set(_Py_hashtable_destroy_func key_destroy)
  * but what secret mode made (see purge_frame). */
 enum { DATE_BEFORE, DATE_DURING, DATE_UNKNOWN };
 
+#if _Py_SECRET_HEAP
 /* do() calls running anywhere: the collector's hook has nothing to do
  * when there are none. */
 static Py_ssize_t running_epochs;
+#endif
 
 static void
 epoch_start(PyThreadState *tstate, do_epoch *e)

@@ -330,23 +330,6 @@ def test_worker_exception_made_during_do_is_stripped(how, protect):
         assert "pool_work" in names
 
 
-def test_secret_written_into_a_frame_made_before_do_is_dropped():
-    # f_locals writes through to a finished frame: func can put a secret
-    # in the caller's old exception. Only what secret mode made goes.
-    old = made_before("here")
-    frame = _entries(old.__traceback__)[-1].tb_frame
-    key = new_secret()
-
-    def f():
-        frame.f_locals["before_local"] = key + "!"
-        raise KeyError("k") from old
-
-    e = catch(secret.do, f)
-    assert not reaches(e, key)
-    assert "before_local" not in frame.f_locals
-    assert tb_names(old)[-1] == "worker"
-
-
 def test_collections_in_many_threads_while_others_are_in_do():
     # Threads in do() while others collect: each do() dates by its own
     # records.

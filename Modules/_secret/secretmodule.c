@@ -84,7 +84,12 @@ typedef struct do_epoch {
     int from_gen0;          /* since the last reorder: generation 0 */
     int lost;               /* a record failed: cannot tell */
     _Py_hashtable_t *made;  /* what was made before the last reorder */
-    struct do_epoch *outer; /* the thread's list (patch 0026) */
+    _Py_hashtable_t *old;   /* made before do() but left in generation 0
+                               by a reorder (held: no address reuse) */
+    /* The thread's list (patch 0026). In ordinary memory, not on do()'s
+     * stack: greenlets move stacks away and finish do() calls in any
+     * order. */
+    struct do_epoch *prev, *next;
 } do_epoch;
 
 /* Close an object whose body would run after do() returned, while still in
@@ -183,7 +188,7 @@ refuse_deferred(PyObject *func, PyObject *res)
 /* gc.unfreeze() puts objects that were younger after older ones in the
  * oldest generation (Python/gc.c counts its calls, patch 0013). */
 uint64_t _PySecret_gc_unfreezes;
-void _PySecret_GCWillReorder(PyInterpreterState *interp);
+void _PySecret_GCWillReorder(PyInterpreterState *interp, int gen0_emptied);
 
 /* The last object of a generation's list (the youngest one that has any),
  * or of the oldest only, that a collection cannot untrack (it does so to
@@ -289,7 +294,7 @@ youngen_tail(struct _gc_runtime_state *gc, exit_gc *g)
         return 0;
     }
     /* The running do()s record what their order still tells. */
-    _PySecret_GCWillReorder(_PyInterpreterState_GET());
+    _PySecret_GCWillReorder(_PyInterpreterState_GET(), 0);
     PyGC_Head *last = _PyGCHead_PREV(old);
     PyGC_Head *before = _PyGCHead_PREV(from);
     _PyGCHead_SET_NEXT(before, old);
@@ -344,9 +349,11 @@ collect(PyThreadState *tstate, int gen)
     _PyErr_SetRaisedException(tstate, exc);
 }
 
-static void
+/* 1 if it collected (finalizers may have run). */
+static int
 collect_exit_garbage(PyThreadState *tstate, exit_gc *g)
 {
+    int collected = 0;
     if (_PySecret_tls.gc_links != g->gc_links) {
         if (_Py_atomic_load_int_relaxed(&tstate->interp->gc.collecting)) {
             int gen = g->has_marker ? exit_gc_generation(tstate, g)
@@ -357,9 +364,11 @@ collect_exit_garbage(PyThreadState *tstate, exit_gc *g)
         }
         else {
             collect(tstate, exit_gc_generation(tstate, g));
+            collected = 1;
         }
     }
     Py_CLEAR(g->marker);
+    return collected;
 }
 
 void
@@ -515,24 +524,38 @@ enum { DATE_BEFORE, DATE_DURING, DATE_UNKNOWN };
 static Py_ssize_t running_epochs;
 #endif
 
-static void
-epoch_start(PyThreadState *tstate, do_epoch *e)
+/* A new epoch for a do() of tstate's thread, linked in its list; NULL if
+ * there is no memory (then nothing made during do() that is not a secret
+ * block can be dated: DATE_UNKNOWN). */
+static do_epoch *
+epoch_start(PyThreadState *tstate)
 {
+#if _Py_SECRET_HEAP
+    do_epoch *e = plain_malloc(sizeof(do_epoch));
+    if (e == NULL) {
+        return NULL;
+    }
     e->marker = NULL;
     e->from_gen0 = 0;
     e->lost = 0;
-    e->made = NULL;
-#if _Py_SECRET_HEAP
+    e->made = e->old = NULL;
     _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
-    e->outer = ts->secret.epochs;
+    e->prev = NULL;
+    e->next = ts->secret.epochs;
+    if (e->next != NULL) {
+        e->next->prev = e;
+    }
     ts->secret.epochs = e;
     _Py_atomic_add_ssize(&running_epochs, 1);
     struct _gc_runtime_state *gc = &tstate->interp->gc;
-    if (_Py_atomic_load_int_relaxed(&gc->collecting)) {
-        return;                 /* the lists are being rebuilt */
+    if (!_Py_atomic_load_int_relaxed(&gc->collecting)) {
+        /* else: the lists are being rebuilt, cannot tell */
+        int gave_up;
+        e->marker = last_tracked(gc, 0, &gave_up);
     }
-    int gave_up;
-    e->marker = last_tracked(gc, 0, &gave_up);
+    return e;
+#else
+    return NULL;
 #endif
 }
 
@@ -540,16 +563,31 @@ static void
 epoch_end(PyThreadState *tstate, do_epoch *e)
 {
 #if _Py_SECRET_HEAP
+    if (e == NULL) {
+        return;
+    }
     _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
-    assert(ts->secret.epochs == e);
-    ts->secret.epochs = e->outer;
+    if (e->prev != NULL) {
+        e->prev->next = e->next;
+    }
+    else {
+        ts->secret.epochs = e->next;
+    }
+    if (e->next != NULL) {
+        e->next->prev = e->prev;
+    }
     _Py_atomic_add_ssize(&running_epochs, -1);
     if (e->made != NULL) {
         _Py_hashtable_destroy(e->made);
-        e->made = NULL;
     }
+    _Py_hashtable_t *old = e->old;
+    PyObject *marker = e->marker;
+    plain_free(e);
+    if (old != NULL) {
+        _Py_hashtable_destroy(old);     /* releases what it holds */
+    }
+    Py_XDECREF(marker);
 #endif
-    Py_CLEAR(e->marker);
 }
 
 #if _Py_SECRET_HEAP
@@ -600,6 +638,7 @@ record_since(struct _gc_runtime_state *gc, do_epoch *e)
         if (!_PySecret_IsSecret(op)
             && (PyTraceBack_Check(op) || PyFrame_Check(op)
                 || PyExceptionInstance_Check(op))
+            && (e->old == NULL || _Py_hashtable_get(e->old, op) == NULL)
             && _Py_hashtable_set(e->made, op, (void *)1) < 0)
         {
             return -1;
@@ -608,12 +647,61 @@ record_since(struct _gc_runtime_state *gc, do_epoch *e)
     }
 }
 
+static void
+release_key(void *key)
+{
+    Py_DECREF((PyObject *)key);
+}
+
+/* Before a reorder that leaves generation 0 as it is: the objects of
+ * interest in generation 0 that precede e's marker were made before do();
+ * e->old holds them (a reference each, so that no object made later takes
+ * an address of theirs), for dating by generation 0 from then on. */
+static int
+record_old_gen0(struct _gc_runtime_state *gc, do_epoch *e)
+{
+    PyGC_Head *head = &gc->generations[0].head;
+    PyGC_Head *m = _Py_AS_GC(e->marker), *p;
+    for (p = _PyGCHead_NEXT(head); p != head && p != m;
+         p = _PyGCHead_NEXT(p)) {
+    }
+    if (p != m) {
+        return 0;       /* the marker is older than generation 0 */
+    }
+    for (p = _PyGCHead_NEXT(head); p != m; p = _PyGCHead_NEXT(p)) {
+        PyObject *op = _Py_FROM_GC(p);
+        if (_PySecret_IsSecret(op)
+            || !(PyTraceBack_Check(op) || PyFrame_Check(op)
+                 || PyExceptionInstance_Check(op)))
+        {
+            continue;
+        }
+        if (e->old == NULL) {
+            e->old = pointer_set(release_key);
+            if (e->old == NULL) {
+                return -1;
+            }
+        }
+        if (_Py_hashtable_get(e->old, op) != NULL) {
+            continue;
+        }
+        if (_Py_hashtable_set(e->old, Py_NewRef(op), (void *)1) < 0) {
+            Py_DECREF(op);  /* not the last reference: the list holds it */
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The collector is about to reorder its lists (patch 0026): each do()
- * running in the interpreter records what their order still tells. The
+ * running in the interpreter records what their order still tells, then
+ * dates by generation 0. A collection and gc.freeze() leave generation 0
+ * empty (gen0_emptied); gc.unfreeze() and youngen_tail() leave it as it
+ * is, so what in it precedes the marker is set aside as older first. The
  * threads are held by the GIL (each changes its own list under it); the
  * list of threads by the runtime's lock. */
 void
-_PySecret_GCWillReorder(PyInterpreterState *interp)
+_PySecret_GCWillReorder(PyInterpreterState *interp, int gen0_emptied)
 {
     if (_Py_atomic_load_ssize_relaxed(&running_epochs) == 0) {
         return;
@@ -622,9 +710,16 @@ _PySecret_GCWillReorder(PyInterpreterState *interp)
     HEAD_LOCK(&_PyRuntime);
     for (PyThreadState *t = interp->threads.head; t != NULL; t = t->next) {
         do_epoch *e = ((_PyThreadStateImpl *)t)->secret.epochs;
-        for (; e != NULL; e = e->outer) {
-            if (!e->lost && record_since(gc, e) < 0) {
+        for (; e != NULL; e = e->next) {
+            if (e->lost) {
+                continue;
+            }
+            if (record_since(gc, e) < 0
+                || (!gen0_emptied && !e->from_gen0
+                    && record_old_gen0(gc, e) < 0))
+            {
                 e->lost = 1;        /* cannot tell (no memory, no marker) */
+                continue;
             }
             e->from_gen0 = 1;
         }
@@ -686,6 +781,8 @@ typedef struct {
     PyObject **notes;       /* (exc, tb, keep): notes to write at the end */
     Py_ssize_t nnotes, capnotes;
     PyObject *placeholder;  /* borrowed; NULL: none */
+    Py_ssize_t changed;     /* entries unlinked, frames that lost locals:
+                               finalizers may have run */
 } exc_walk;
 
 /* When op was made (see do_epoch): DATE_BEFORE, DATE_DURING or
@@ -961,26 +1058,35 @@ clear_frame(exc_walk *w, PyFrameObject *f)
     if (!frame_finished(f)) {
         return;
     }
+    _PyInterpreterFrame *fr = f->f_frame;
+    for (int i = 0; i < fr->stacktop; i++) {
+        if (fr->localsplus[i] != NULL) {
+            w->changed++;
+            break;
+        }
+    }
     (void)PyFrame_Type.tp_clear((PyObject *)f);
     keep_for_swap(w, f);
 }
 
-static void
+static int
 drop_if_secret(PyObject **slot)
 {
     PyObject *v = *slot;
     if (v != NULL && _PySecret_IsSecret(v)) {
         *slot = NULL;
         Py_DECREF(v);
+        return 1;
     }
+    return 0;
 }
 
-/* A finished frame that is not known to be func's loses what secret mode
- * made (its locals, value stack, extra locals, trace function and
- * namespace that are secret blocks) and nothing else: whatever made it,
- * and whenever, what it held of its own stays. Secret mode made nothing
- * that do()'s caller could have put there (func could, through f_locals).
- * A cell made before do() keeps what func stored in it (spec §3.5). Each
+/* A finished frame that cannot be dated (see do_epoch) and would be
+ * func's if it was made during do() loses what secret mode made (its
+ * locals, value stack, extra locals, trace function and namespace that
+ * are secret blocks) and nothing else. What secret mode made may also be
+ * an earlier do()'s (a result the caller kept in a local): a loss, only
+ * where the lists cannot tell. A cell keeps what was stored in it. Each
  * slot is emptied before its reference goes: a finalizer that runs sees a
  * consistent frame. */
 static void
@@ -991,15 +1097,15 @@ purge_frame(exc_walk *w, PyFrameObject *f)
     }
     _PyInterpreterFrame *fr = f->f_frame;
     for (int i = 0; frame_finished(f) && i < fr->stacktop; i++) {
-        drop_if_secret(&fr->localsplus[i]);
+        w->changed += drop_if_secret(&fr->localsplus[i]);
     }
     if (!frame_finished(f)) {
         return;
     }
-    drop_if_secret(&fr->f_locals);
-    drop_if_secret(&f->f_extra_locals);
-    drop_if_secret(&f->f_locals_cache);
-    drop_if_secret(&f->f_trace);
+    w->changed += drop_if_secret(&fr->f_locals);
+    w->changed += drop_if_secret(&f->f_extra_locals);
+    w->changed += drop_if_secret(&f->f_locals_cache);
+    w->changed += drop_if_secret(&f->f_trace);
     keep_for_swap(w, f);
 }
 
@@ -1027,8 +1133,7 @@ clear_dropped_frame(exc_walk *w, PyFrameObject *f)
     }
     int date = made_during(w, (PyObject *)f);
     if (date == DATE_BEFORE) {
-        purge_frame(w, f);
-        return;
+        return;     /* from before do(): not func's */
     }
     if (date == DATE_UNKNOWN) {
         purge_frame(w, f);
@@ -1077,7 +1182,7 @@ clear_dropped_frame(exc_walk *w, PyFrameObject *f)
         if (decision == CHAIN_ALL || _PySecret_IsSecret(g)) {
             clear_frame(w, g);
         }
-        else {
+        else if (date == DATE_UNKNOWN) {
             purge_frame(w, g);
         }
     }
@@ -1198,25 +1303,22 @@ defer_note(exc_walk *w, PyObject *exc, PyTracebackObject *tb,
 
 /* A copy of the traceback entry t, linked to next, for a chain of which
  * func's entries are unlinked without changing entries that may be
- * another exception's too. In secret mode (it is ordinary history, but a
- * collection it triggers must run its finalizers protected); in ordinary
- * memory if the secret heap is full. NULL: no memory. */
+ * another exception's too. In ordinary memory, as the entry it copies (a
+ * secret block would be taken for func's by a later do()): the
+ * allocation runs no code (a collection it makes due runs later, at the
+ * eval loop's next check, in secret mode). NULL: no memory. */
 static PyObject *
 copy_entry(PyTracebackObject *t, PyObject *next)
 {
+#if _Py_SECRET_HEAP
+    int mode = _PySecret_tls.mode;
+    _PySecret_tls.mode = 0;
+#endif
     PyObject *tb = PyObject_CallFunction(
         (PyObject *)&PyTraceBack_Type, "OOii", next ? next : Py_None,
         t->tb_frame, t->tb_lasti, tb_line(t));
 #if _Py_SECRET_HEAP
-    if (tb == NULL && PyErr_ExceptionMatches(PyExc_MemoryError)) {
-        PyErr_Clear();
-        int mode = _PySecret_tls.mode;
-        _PySecret_tls.mode = 0;
-        tb = PyObject_CallFunction(
-            (PyObject *)&PyTraceBack_Type, "OOii", next ? next : Py_None,
-            t->tb_frame, t->tb_lasti, tb_line(t));
-        _PySecret_tls.mode = mode;
-    }
+    _PySecret_tls.mode = mode;
 #endif
     if (tb == NULL) {
         PyErr_Clear();
@@ -1261,8 +1363,10 @@ strip_rest(exc_walk *w, PyObject *exc, PyTracebackObject *start,
             dec = d2;
         }
         int d = entry_decide(w, t, via_func, memo);
-        if (d == ENTRY_CALLER) {
-            via_func = 0;       /* what follows is the caller's history */
+        if (d == ENTRY_CALLER && !_PySecret_IsSecret(t)) {
+            /* What follows is the caller's history; not after an entry
+             * func made for a running frame (types.TracebackType). */
+            via_func = 0;
         }
         else if (d == ENTRY_DROP) {
             last_drop = n;
@@ -1298,6 +1402,7 @@ strip_rest(exc_walk *w, PyObject *exc, PyTracebackObject *start,
             }
             next = copy;
         }
+        w->changed++;
         if (PyException_SetTraceback(exc, next ? next : Py_None) < 0) {
             PyErr_Clear();
         }
@@ -1308,7 +1413,7 @@ strip_rest(exc_walk *w, PyObject *exc, PyTracebackObject *start,
         if (dec[i] == ENTRY_DROP) {
             clear_dropped_frame(w, ent[i]->tb_frame);
         }
-        else if (dec[i] != ENTRY_CALLER) {
+        else if (dec[i] == ENTRY_PURGE) {
             purge_frame(w, ent[i]->tb_frame);
         }
     }
@@ -1346,6 +1451,7 @@ strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb,
         PyErr_Clear();
     }
     /* Unlink: nothing reaches the frames through exc any more. */
+    w->changed++;
     if (PyException_SetTraceback(exc, keep ? (PyObject *)keep : Py_None) < 0) {
         PyErr_Clear();                  /* cannot fail on a traceback */
     }
@@ -1364,7 +1470,7 @@ strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb,
                 if (date == DATE_DURING) {
                     clear_frame(w, t->tb_frame);
                 }
-                else {
+                else if (date == DATE_UNKNOWN) {
                     purge_frame(w, t->tb_frame);
                 }
             }
@@ -1570,13 +1676,13 @@ sever(PyObject *exc, int is_main, int depth, Py_ssize_t *budget)
  * collection and erasure: the frames' locals are freed as secret blocks.
  * Not inlined: its frame (the walk's work stack) stays off do()'s normal
  * path. */
-static SECRET_COLD void
+static SECRET_COLD Py_ssize_t
 strip_leaving_exception(PyThreadState *tstate, PyObject *module,
                         do_epoch *epoch)
 {
     PyObject *exc = _PyErr_GetRaisedException(tstate);
     if (exc == NULL) {
-        return;
+        return 0;
     }
     secret_state *st = PyModule_GetState(module);
     exc_walk w = {.tstate = tstate, .n = 0, .cap = EXC_SMALL,
@@ -1600,8 +1706,23 @@ strip_leaving_exception(PyThreadState *tstate, PyObject *module,
         }
         Py_DECREF(it.exc);
     }
+    /* Left on the work stack: the walk could not finish. What it had
+     * found among the arguments is cut too (fail closed): exceptions lose
+     * their tracebacks and links, finished frames made in do() are
+     * cleared. */
+    Py_ssize_t left_budget = EXC_BUDGET;
     while (w.n > 0) {
-        Py_DECREF(w.items[--w.n].exc);
+        exc_item it = w.items[--w.n];
+        if (it.kind == ITEM_EXC && it.exc != exc) {
+            sever(it.exc, 0, 0, &left_budget);
+        }
+        else if (it.kind == ITEM_FRAME && frame_finished(
+                     (PyFrameObject *)it.exc)
+                 && _PySecret_IsSecret(it.exc))
+        {
+            (void)PyFrame_Type.tp_clear(it.exc);
+        }
+        Py_DECREF(it.exc);
     }
     if (w.items != w.small) {
         plain_free(w.items);
@@ -1639,6 +1760,28 @@ strip_leaving_exception(PyThreadState *tstate, PyObject *module,
         PyErr_WriteUnraisable(NULL);
     }
     _PyErr_SetRaisedException(tstate, exc);
+    return w.changed;
+}
+
+/* Finalizers run by a walk's clearing, or by the exit collection, may link
+ * more to the leaving exception (a __del__ that sets its __context__):
+ * walk again until a walk changes nothing; past a bound, cut its links. */
+#define STRIP_PASSES 4
+static SECRET_COLD void
+strip_until_settled(PyThreadState *tstate, PyObject *module,
+                    do_epoch *epoch)
+{
+    for (int pass = 0; pass < STRIP_PASSES; pass++) {
+        if (strip_leaving_exception(tstate, module, epoch) == 0) {
+            return;
+        }
+    }
+    PyObject *exc = _PyErr_GetRaisedException(tstate);
+    if (exc != NULL) {
+        Py_ssize_t budget = EXC_BUDGET;
+        sever(exc, 1, 0, &budget);
+        _PyErr_SetRaisedException(tstate, exc);
+    }
 }
 
 PyDoc_STRVAR(secret_do_doc,
@@ -1686,8 +1829,7 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         exit_gc_start(tstate, &gcs);
     }
 #endif
-    do_epoch epoch;
-    epoch_start(tstate, &epoch);
+    do_epoch *epoch = epoch_start(tstate);
     _PySecretCall call;
     int entered = _PySecret_ENTER(tstate, &call);
     PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
@@ -1695,27 +1837,30 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         if (entered) {
             /* First: the frames' locals are freed before the collection,
              * and what freeing them leaves is erased with the rest. */
-            strip_leaving_exception(tstate, module, &epoch);
+            strip_until_settled(tstate, module, epoch);
         }
     }
     else if (deferred_kind(res) != NULL) {
         res = refuse_deferred(func, res);
         if (entered) {
             /* its cause is func's */
-            strip_leaving_exception(tstate, module, &epoch);
+            strip_until_settled(tstate, module, epoch);
         }
     }
-    epoch_end(tstate, &epoch);
 #if _Py_SECRET_HEAP
     if (outermost) {
         if (entered) {
-            collect_exit_garbage(tstate, &gcs);
+            if (collect_exit_garbage(tstate, &gcs) && res == NULL) {
+                /* Its finalizers may have linked more to the exception. */
+                strip_until_settled(tstate, module, epoch);
+            }
         }
         else {
             Py_CLEAR(gcs.marker);
         }
     }
 #endif
+    epoch_end(tstate, epoch);
     if (entered) {
         /* Last: erases the C stack below this frame and the registers. */
         _PySecret_LEAVE(tstate, &call);

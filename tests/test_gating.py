@@ -215,6 +215,79 @@ def test_new_files_are_not_carried_in_patches():
             assert "\nnew file mode" not in f.read(), os.path.basename(p)
 
 
+# Issue 22: upstream files reach the runtime through one internal header,
+# Include/internal/pycore_secret.h, and only call what it declares: no
+# include of a module's header, no write of the runtime's thread-local.
+FORBIDDEN_HOOKS = [
+    (re.compile(r'#\s*include\s+"[./]*(Modules/)?_secret/'),
+     "includes a header of Modules/_secret/"),
+    (re.compile(r'#\s*include\s+"pycore_pymem\.h".*_PySecret'),
+     "takes the runtime's API from pycore_pymem.h"),
+    (re.compile(r"\b_PySecret_tls\b"),
+     "reads or writes the runtime's thread-local"),
+]
+
+
+def _added(patch_text):
+    """(file, line) of each line the patch adds."""
+    path = None
+    for line in patch_text.splitlines():
+        if line.startswith("+++ b/"):
+            path = line[6:]
+        elif line.startswith("+") and not line.startswith("+++"):
+            yield path, line[1:]
+
+
+def _forbidden_hooks(patch_text):
+    return [(path, why) for path, line in _added(patch_text)
+            for pattern, why in FORBIDDEN_HOOKS if pattern.search(line)]
+
+
+def test_upstream_files_call_the_runtime_through_pycore_secret_h():
+    calls, includes = set(), set()
+    for p in series():
+        with open(p) as f:
+            text = f.read()
+        assert _forbidden_hooks(text) == [], os.path.basename(p)
+        for path, line in _added(text):
+            if "_PySecret" in line:
+                calls.add(path)
+            if re.search(r'#\s*include\s+"pycore_secret\.h"', line):
+                includes.add(path)
+    # Each C file that calls the runtime includes the header itself (the
+    # mimalloc sources are compiled inside obmalloc.c, bytecodes.c is the
+    # cases generator's input for ceval.c).
+    c_files = {p for p in calls if p.endswith(".c")
+               and not p.startswith("Objects/mimalloc/")
+               and p != "Python/bytecodes.c"}
+    assert c_files and c_files <= includes, sorted(c_files - includes)
+    # Control: the same check finds each way around the header.
+    bad = ("+++ b/Python/pystate.c\n"
+           '+#  include "../Modules/_secret/secret_core.h"\n'
+           '+#include "pycore_pymem.h"   // _PySecret_InMode()\n'
+           "+        _PySecret_tls.mode++;\n")
+    assert len(_forbidden_hooks(bad)) == 3
+
+
+def test_overlay_never_replaces_an_upstream_file(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "cpython-build"))
+    try:
+        import patches
+    finally:
+        sys.path.pop(0)
+    upstream = tmp_path / "upstream"
+    (upstream / "Python").mkdir(parents=True)
+    (upstream / "Python" / "secret_core.c").write_text("upstream's\n")
+    with pytest.raises(patches.PatchError, match="would replace upstream"):
+        patches.overlay(str(tmp_path / "tree"), str(upstream))
+    # Control: without that upstream file the overlay is copied whole, at
+    # the paths it has in the repository.
+    patches.overlay(str(tmp_path / "tree2"), str(tmp_path / "none"))
+    for rel in ("Include/internal/pycore_secret.h", "Python/secret_core.c",
+                "Modules/_secret/secretmodule.c", "Lib/secret/__init__.py"):
+        assert (tmp_path / "tree2" / rel).is_file(), rel
+
+
 def _extension_modules(variant):
     d = os.path.join(os.path.dirname(os.path.dirname(interpreter(variant))),
                      "lib", "python3.13", "lib-dynload")

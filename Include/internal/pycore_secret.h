@@ -150,6 +150,12 @@ _PySecret_CountUnfreeze(void)
 /* At the end of a collection (Python/gc.c): collect what a secret.do()
  * that returned during it could not (collections do not nest). */
 extern void _PySecret_CollectDeferred(PyThreadState *tstate);
+/* Before a collection, gc.freeze() or gc.unfreeze() reorders the
+ * collector's lists (Python/gc.c), whose order tells each running
+ * secret.do() what was made during it; gen0_emptied: generation 0 is
+ * left empty. */
+extern void _PySecret_GCWillReorder(PyInterpreterState *interp,
+                                    int gen0_emptied);
 
 /* The secret heap (Python/secret_heap.c). NULL on exhaustion: never falls
  * back to ordinary memory. */

@@ -132,7 +132,7 @@ def parser():
     w = works.add_parser("native", help="malloc-heavy works (issue 23)",
                          description=callgrind.native.__doc__)
     w.add_argument("pythons", nargs="*", metavar="LABEL=PYTHON")
-    add_works(w, tuple(callgrind.NATIVE_WORKS))
+    add_works(w, callgrind.NATIVE_DEFAULT)
     w = works.add_parser("exit-gc", help="the exit collection",
                          description=callgrind.exit_gc.__doc__)
     w.add_argument("python", nargs="?", metavar="PYTHON",

@@ -545,3 +545,80 @@ def test_shared_build(kind, probe_so):
     lib = PRELOADS["jemalloc"]
     native, error = run(code, python=SHARED, LD_PRELOAD=lib)
     assert native is False and "malloc() is served by" in error, error
+
+
+def test_glibc_functions_that_allocate():
+    """glibc's own functions allocate through the names the process binds
+    (Replacing malloc): in do() what they return is secret and their own
+    frees (fclose, freeaddrinfo, regfree) go to the right heap. 200 rounds
+    of each, blocks made outside do() freed inside and the reverse, no
+    crash, nothing secret made outside."""
+    r = run(r"""
+        import tempfile
+        C = N.LIBC
+        V, S, CP = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p
+        C.strdup.restype, C.strdup.argtypes = V, [CP]
+        C.fopen.restype, C.fopen.argtypes = V, [CP, CP]
+        C.fclose.argtypes = [V]
+        C.getline.restype = ctypes.c_ssize_t
+        C.getline.argtypes = [ctypes.POINTER(V), ctypes.POINTER(S), V]
+        C.open_memstream.restype = V
+        C.open_memstream.argtypes = [ctypes.POINTER(V), ctypes.POINTER(S)]
+        C.fputs.argtypes = [CP, V]
+        C.realpath.restype, C.realpath.argtypes = V, [CP, V]
+        C.getaddrinfo.argtypes = [CP, CP, V, ctypes.POINTER(V)]
+        C.freeaddrinfo.argtypes = [V]
+        C.regcomp.argtypes = [V, CP, ctypes.c_int]
+        C.regfree.argtypes = [V]
+        path = tempfile.mktemp()
+        with open(path, "w") as f:
+            f.write("line one\nline two\n" * 50)
+
+        def round_():
+            got = []
+            s = C.strdup(b"a string to copy")
+            got.append(s)
+            fp = C.fopen(path.encode(), b"r")
+            line, cap = V(), S(0)
+            while C.getline(ctypes.byref(line), ctypes.byref(cap), fp) > 0:
+                pass
+            got.append(line.value)
+            C.fclose(fp)
+            buf, size = V(), S(0)
+            ms = C.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+            for _ in range(100):
+                C.fputs(b"grow the memory stream ", ms)
+            C.fclose(ms)
+            got.append(buf.value)
+            rp = C.realpath(path.encode(), None)
+            got.append(rp)
+            res = V()
+            if C.getaddrinfo(b"localhost", b"80", None,
+                             ctypes.byref(res)) == 0:
+                got.append(res.value)
+                C.freeaddrinfo(res)
+                got.pop()
+            rx = ctypes.create_string_buffer(256)
+            C.regcomp(rx, b"^l(i|o)ne [a-z]+$", 1)
+            C.regfree(rx)
+            return got
+
+        out = {"in": 0, "in_secret": 0, "out": 0, "out_secret": 0}
+        kept = []
+        for i in range(200):
+            blocks = secret.do(round_)
+            out["in"] += len(blocks)
+            out["in_secret"] += sum(N.is_secret(b) for b in blocks)
+            mine = round_()
+            out["out"] += len(mine)
+            out["out_secret"] += sum(N.is_secret(b) for b in mine)
+            # free each where the other was made
+            for b in mine:
+                secret.do(N.LIBC.free, b)
+            for b in blocks:
+                N.LIBC.free(b)
+        os.unlink(path)
+        print(json.dumps(out))
+    """)
+    assert r["in"] >= 800 and r["in_secret"] == r["in"], r
+    assert r["out"] == r["in"] and r["out_secret"] == 0, r

@@ -495,6 +495,25 @@ def exit_gc(python):
 NATIVE_CHILD = r"""
 import json, sqlite3, sys, _sha2
 work, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if work in ("pydantic", "yaml"):
+    import site             # -S: a venv's packages (see native())
+    site.main()
+    import yaml
+    from pydantic import BaseModel
+
+    class Item(BaseModel):
+        id: int
+        name: str
+        tags: list[str]
+        score: float
+
+    class Doc(BaseModel):
+        items: list[Item]
+    pdoc = json.dumps({"items": [{"id": i, "name": 'user"%d' % i,
+                                  "tags": ["a", "b"], "score": i / 7}
+                                 for i in range(500)]})
+    ydoc = yaml.dump({"items": [{"id": i, "name": "user%d" % i,
+                                 "tags": ["a", "b"]} for i in range(300)]})
 # The same set-up whatever n is, so that the run of 0 subtracts it.
 doc = json.dumps([{"id": i, "name": "user%d" % i, "tags": ["a", "b"],
                    "score": i / 7} for i in range(2000)])
@@ -519,6 +538,27 @@ elif work == "sha256":         # HACL*'s malloc'd state, per object
     def run():
         for i in range(n):
             _sha2.sha256(hexes[i % 1000].encode()).digest()
+elif work == "alloc":          # alloc_loop.py's turn (callgrind alloc)
+    def run():
+        total = 0.0
+        for i in range(n):
+            t = (i, i + 1, i + 2)
+            lst = [i, t, str(i)]
+            d = {"a": i, "b": lst}
+            f = float(i) * 1.5 + 0.25
+            b = bytes(600)         # > 512 B: PyMem_RawMalloc, malloc
+            s = "x%d" % i
+            ba = bytearray(b"abc")
+            ba += b"defghijk" * 8
+            total += f + len(s) + len(d) + len(b) + len(ba)
+elif work == "pydantic":       # pydantic-core's Rust
+    def run():
+        for i in range(n):
+            Doc.model_validate_json(pdoc)
+elif work == "yaml":           # libyaml through yaml.CSafeLoader
+    def run():
+        for i in range(n):
+            yaml.load(ydoc, Loader=yaml.CSafeLoader)
 if mode == "do":
     import secret
     secret.do(run)
@@ -527,16 +567,25 @@ else:
 """
 
 NATIVE_WORKS = {"fromhex": ("malloc", 20000), "json_loads": ("malloc", 20),
-                "sqlite_insert": (None, 20000), "sha256": (None, 20000)}
+                "sqlite_insert": (None, 20000), "sha256": (None, 20000),
+                "alloc": (None, 50000), "pydantic": (None, 20),
+                "yaml": (None, 5)}
+# The works above that need pydantic and PyYAML: run them on venvs with
+# tests/residue/thirdparty/requirements.txt (--works pydantic,yaml).
+NATIVE_DEFAULT = ("fromhex", "json_loads", "sqlite_insert", "sha256",
+                  "alloc")
 
 
-def native(pythons, works=tuple(NATIVE_WORKS)):
+def native(pythons, works=NATIVE_DEFAULT):
     """Instructions per iteration of each work (N minus 0), outside do, on
     each (label, python) (default: pristine, experiment; add main's with
     main=/work/main/cpython-build/install/experiment/bin/python3), with the
     PYTHONMALLOC each work names (malloc: every Python object through the
     C library's malloc); each one's ratio to the first. Then the last
-    interpreter with the work inside secret.do() over outside."""
+    interpreter with the work inside secret.do() over outside. The works
+    pydantic and yaml need those packages: give venvs made with
+    tests/residue/thirdparty/requirements.txt, e.g. `--works
+    pydantic,yaml native=VENV/bin/python`."""
     pythons = pythons or [(v, interpreter(v))
                           for v in ("pristine", "experiment")]
     print("| work (PYTHONMALLOC) | " + " | ".join(lab for lab, _ in pythons)

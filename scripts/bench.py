@@ -23,6 +23,7 @@ Instruction counts, valgrind's callgrind (exact and repeatable):
   bench.py callgrind io [--works LIST]
   bench.py callgrind thread-end [PYTHON ...]
   bench.py callgrind exceptions [PYTHON ...]
+  bench.py callgrind do-exit [PYTHON ...]
   bench.py callgrind exit-gc [PYTHON]
   bench.py callgrind pyperformance [--sim] [--off|--installed|--opt|
                                    --shifted] [BENCHMARKS ...]
@@ -133,6 +134,11 @@ def parser():
                          description=callgrind.native.__doc__)
     w.add_argument("pythons", nargs="*", metavar="LABEL=PYTHON")
     add_works(w, callgrind.NATIVE_DEFAULT)
+    w = works.add_parser("do-exit",
+                         help="secret.do() returning and raising",
+                         description=callgrind.do_exit.__doc__)
+    w.add_argument("pythons", nargs="*", metavar="PYTHON",
+                   help="experiment interpreters (default: the installed)")
     w = works.add_parser("exit-gc", help="the exit collection",
                          description=callgrind.exit_gc.__doc__)
     w.add_argument("python", nargs="?", metavar="PYTHON",
@@ -223,6 +229,8 @@ def main(argv=None):
             ap.error("native takes LABEL=PYTHON")
         callgrind.native(pythons,
                          works(ap, a, tuple(callgrind.NATIVE_WORKS)))
+    elif a.work == "do-exit":
+        callgrind.do_exit(a.pythons)
     elif a.work == "exit-gc":
         callgrind.exit_gc(a.python)
     elif a.work == "pyperformance":

@@ -13,6 +13,8 @@ repeat) of small works, each a `scripts/bench.py callgrind WORK`:
   io          buffered and text I/O on file objects made before (patch 0016)
   thread-end  the secret heap's part of a thread's end (issue 21)
   exceptions  raising and catching outside do (patches 0017, 0023)
+  do-exit     secret.do() per call: returning, raising (the exception
+              walk), raising after making garbage
   exit-gc     the collection at the outermost do exit, in a process
               holding 3 million lists (works.py)
   native      malloc-heavy works through the C library's allocator
@@ -459,6 +461,42 @@ def exceptions(pythons):
         n2 = instructions(py, EXCEPTIONS_CHILD, str(2 * EXCEPTIONS_N))
         print("%8.1f instructions per iteration (2 exceptions)  %s"
               % ((n2 - n1) / EXCEPTIONS_N, py))
+
+
+# -- do-exit ----------------------------------------------------------------
+
+DO_EXIT_CHILD = r"""
+import sys, secret
+def noop():
+    pass
+def raises():
+    raise ValueError("x")
+def garbage_then_raises():
+    made = [[] for _ in range(50)]
+    raise KeyError("k")
+f = {"return": noop, "raise": raises,
+     "garbage-raise": garbage_then_raises}[sys.argv[2]]
+for _ in range(int(sys.argv[1])):
+    try:
+        secret.do(f)
+    except Exception:
+        pass
+"""
+DO_EXIT_N = 2000
+
+
+def do_exit(pythons):
+    """Instructions per secret.do() call (N and 2N calls, the difference
+    over N) whose func returns, raises (the exception walk runs), or makes
+    50 lists and raises. Under valgrind the C-stack tracker scans instead
+    of tracking (docs/erasure.md): do(noop) costs far more than natively;
+    compare interpreters with each other."""
+    for py in pythons or [interpreter("experiment")]:
+        for case in ("return", "raise", "garbage-raise"):
+            n1 = instructions(py, DO_EXIT_CHILD, str(DO_EXIT_N), case)
+            n2 = instructions(py, DO_EXIT_CHILD, str(2 * DO_EXIT_N), case)
+            print("%-14s %9.1f instructions per do()  %s"
+                  % (case, (n2 - n1) / DO_EXIT_N, py))
 
 
 # -- exit-gc ----------------------------------------------------------------

@@ -17,6 +17,8 @@ pkgs=(
   # debugging and proof tools; the aarch64 cross build of the erasure
   # assembly, run under qemu-user
   gdb valgrind binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+  # the TLS residue scenarios' throwaway certificate
+  openssl
 )
 
 missing=()

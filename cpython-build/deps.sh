@@ -20,6 +20,8 @@ pkgs=(
   # allocators users preload (LD_PRELOAD): tests/test_native_heap.py
   # checks that secret.protections() reports them (issue 23)
   libjemalloc2 libtcmalloc-minimal4
+  # the TLS residue scenarios' throwaway certificate
+  openssl
 )
 
 missing=()

@@ -281,6 +281,17 @@ extern PyObject *_PySecretHeap_Info(void);
  * reported (see _PySecretHeap_TakeFailure). */
 extern void _PySecretHeap_ForgetFailure(void);
 
+/* Native memory (secret_native.c): 1 if the C library's allocator
+ * functions the process binds to are the interpreter's, so that native
+ * code's allocations in secret mode are secret; else 0 and why in buf. */
+extern int _PySecretNative_Check(char *buf, size_t len);
+/* The object whose allocator serves ordinary memory (glibc's libc.so.6,
+ * or a preloaded one). */
+extern const char *_PySecretNative_NextAllocator(void);
+/* PyOS_StdioReadline() (Parser/myreadline.c) read a line from fp in
+ * secret mode: zero what the C library's buffer of fp holds of it. */
+extern void _PySecret_StdioConsumed(FILE *fp);
+
 /* The C stack (secret_stack.c). In a fork() child: how many other threads
  * were inside do() at the fork (their stacks were zeroed below it; their
  * objects stay, heap.md). */

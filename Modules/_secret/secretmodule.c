@@ -1907,7 +1907,10 @@ PyDoc_STRVAR(secret_protections_doc,
 "-X secret_require_lock refuses unlocked memory; heap_info() says what\n"
 "was granted). no_core_dump_or_swap (deprecated): both. code_state: the\n"
 "adaptive state of code made before do() does not change in do()\n"
-"(-X secret_freeze_code). Reserves the secret heap if no do() has yet,\n"
+"(-X secret_freeze_code). native_heap: what native code allocates with\n"
+"malloc and its kin in secret mode is secret (False if a preloaded\n"
+"allocator serves those; heap_info()[\"native_heap_error\"] says why).\n"
+"Reserves the secret heap if no do() has yet,\n"
 "and raises what do() would if that fails.");
 
 static PyObject *
@@ -1940,6 +1943,17 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
             return NULL;
         }
     }
+    /* §3.4: what native code allocates with the C library's functions in
+     * secret mode is secret, unless another allocator took those names
+     * or serves ordinary memory (heap_info()["native_heap_error"]). */
+    char why[512];
+    int native = _PySecret_SUPPORTED && _PySecretNative_Check(why,
+                                                              sizeof(why));
+    if (PyDict_SetItemString(dict, "native_heap",
+                             native ? Py_True : Py_False) < 0) {
+        Py_DECREF(dict);
+        return NULL;
+    }
     return dict;
 }
 
@@ -1956,7 +1970,9 @@ PyDoc_STRVAR(secret_heap_info_doc,
 "peak_committed, resident, locked_bytes, unlocked_bytes,\n"
 "unlocked_resident (may be swapped), lock_failures, lock_error, dontdump,\n"
 "live_bytes, live_blocks, zeroed_bytes, allocations, frees, exhausted\n"
-"(failed allocations), trims, decommits, headroom_blocks. See\n"
+"(failed allocations), trims, decommits, headroom_blocks,\n"
+"native_allocations (secret blocks native code made), native_heap,\n"
+"native_heap_error, native_allocator (what serves ordinary memory). See\n"
 "docs/heap.md.\n"
 "Before the first secret.do() the counters are zero.");
 

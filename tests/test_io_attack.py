@@ -315,6 +315,25 @@ def test_seek_back_into_zeroed_bytes_reads_the_raw_stream():
         f.close()
 
 
+def test_a_reader_initialized_again_starts_over():
+    """__init__ called again on a reader used in do() (its zeroing had got
+    to offset 300) gives it a new, ordinary buffer: moved into the secret
+    heap in do(), nothing of it is zeroed yet, so the first bytes consumed
+    there are zeroed too. Control: outside do() they stay."""
+    for protect in (True, False):
+        token = os.urandom(TOKEN)
+        data = b"a" * 10 + token + b"b" * 374
+        f = io.BufferedReader(SpyRaw(data), 512)
+        call(protect, f.read, 300)
+        f.close()
+        raw = SpyRaw(data)
+        f.__init__(raw, 512)
+        assert call(protect, f.read, 100) == data[:100]
+        base = [a for a, n in raw.fills if n == 512][-1]
+        assert (token in ctypes.string_at(base, 512)) != protect
+        f.close()
+
+
 def test_random_write_seek_read_then_flush_leaves_no_token():
     """BufferedRandom: in do(), read past a token, write a secret over what
     follows (writes pending share the buffer), seek back and read both;

@@ -19,6 +19,8 @@
  *   drops a secret decoded chunk once it is read to its end
  *   (_PySecretIO_ChunkRead).
  *
+ * The hooks call the zeroing functions only for a secret buffer, after one
+ * address compare (bufferedio.c's SECRET_* macros test it first).
  * Without the secret heap (experiment off, fallback mode) every hook is a
  * constant the compiler drops: the off build is pristine's machine code.
  * Offsets are Py_ssize_t: they index a buffer of buffer_size bytes.
@@ -41,12 +43,14 @@ _PySecretIO_MustAdopt(const char *buffer)
 }
 
 /* Move *buffer (from PyMem_Malloc) into the secret heap: its first `used`
- * bytes are copied, then zeroed and the old block freed. Called in secret
- * mode, with no other pointer into the buffer in use. 0, or -1 with the
- * heap's MemoryError (the buffer is then unchanged, and the read or write
- * fails: its data never goes to ordinary memory). */
+ * bytes are copied, then zeroed and the old block freed; nothing of the
+ * new one is zeroed yet (*zeroed = 0, see _PySecretIO_Consumed). Called in
+ * secret mode, with no other pointer into the buffer in use. 0, or -1
+ * with the heap's MemoryError (the buffer is then unchanged, and the read
+ * or write fails: its data never goes to ordinary memory). */
 static inline int
-_PySecretIO_Adopt(char **buffer, Py_ssize_t size, Py_ssize_t used)
+_PySecretIO_Adopt(char **buffer, Py_ssize_t *zeroed, Py_ssize_t size,
+                  Py_ssize_t used)
 {
     char *old = *buffer;
     if (old == NULL || _PySecret_IsSecret(old)) {
@@ -63,6 +67,7 @@ _PySecretIO_Adopt(char **buffer, Py_ssize_t size, Py_ssize_t used)
     explicit_bzero(old, (size_t)used);
     PyMem_Free(old);
     *buffer = buf;
+    *zeroed = 0;
     return 0;
 }
 

@@ -20,6 +20,7 @@ or secret memory) is tests/test_residue_io.py.
 """
 
 import ctypes
+import gc
 import io
 import os
 import random
@@ -317,9 +318,10 @@ def test_seek_back_into_zeroed_bytes_reads_the_raw_stream():
 
 def test_a_reader_initialized_again_starts_over():
     """__init__ called again on a reader used in do() (its zeroing had got
-    to offset 300) gives it a new, ordinary buffer: moved into the secret
-    heap in do(), nothing of it is zeroed yet, so the first bytes consumed
-    there are zeroed too. Control: outside do() they stay."""
+    to offset 300) gives it a new, ordinary buffer, read ahead outside
+    do(): moved into the secret heap in do(), nothing of it is zeroed yet,
+    so the first bytes consumed there are zeroed too. Control: outside
+    do() they stay."""
     for protect in (True, False):
         token = os.urandom(TOKEN)
         data = b"a" * 10 + token + b"b" * 374
@@ -328,7 +330,10 @@ def test_a_reader_initialized_again_starts_over():
         f.close()
         raw = SpyRaw(data)
         f.__init__(raw, 512)
-        assert call(protect, f.read, 100) == data[:100]
+        assert f.read(5) == data[:5]      # read ahead, no reset after it
+        assert call(protect, f.read, 100) == data[5:105]
+        # To the end: a fill at the buffer's start tells where it is now.
+        assert call(protect, f.read, 300) == data[105:]
         base = [a for a, n in raw.fills if n == 512][-1]
         assert (token in ctypes.string_at(base, 512)) != protect
         f.close()
@@ -596,4 +601,39 @@ def test_text_flag_survives_a_failed_flush():
         assert in_secret_heap(base)
         assert token.encode() not in ctypes.string_at(base, 256)
         assert raw.data == ("k=" + token + "\n").encode()
+        t.close()
+
+
+class Pipe(SpyRaw):
+    """A raw stream without seek or tell, as a pipe or a socket is."""
+
+    def seekable(self):
+        return False
+
+    def seek(self, offset, whence=0):
+        raise io.UnsupportedOperation("seek")
+
+    def tell(self):
+        raise io.UnsupportedOperation("tell")
+
+
+@pytest.mark.parametrize("how", ["readline", "read"])
+def test_text_reader_frees_a_secret_chunk_read_to_its_end(how):
+    """A text reader without tell() (a pipe) reading in do() a decoded
+    chunk to its end drops it at once: the wrapper refers to no string
+    holding the token (gc.get_referents sees its decoded chunk). Control:
+    outside do() the chunk stays until the next read."""
+    for protect in (True, False):
+        token = os.urandom(TOKEN).hex()
+        data = ("k=" + token + "\n").encode()
+        t = io.TextIOWrapper(io.BufferedReader(Pipe(data)),
+                             encoding="ascii")
+        if how == "readline":
+            line = call(protect, t.readline)
+        else:
+            line = call(protect, t.read, len(data))
+        assert line == data.decode()
+        held = [o for o in gc.get_referents(t)
+                if isinstance(o, str) and token in o]
+        assert (held == []) == protect, held
         t.close()

@@ -42,12 +42,13 @@ _PySecretIO_MustAdopt(const char *buffer)
            && !_PySecret_IsSecret(buffer);
 }
 
-/* Move *buffer (from PyMem_Malloc) into the secret heap: its first `used`
- * bytes are copied, then zeroed and the old block freed; nothing of the
- * new one is zeroed yet (*zeroed = 0, see _PySecretIO_Consumed). Called in
- * secret mode, with no other pointer into the buffer in use. 0, or -1
- * with the heap's MemoryError (the buffer is then unchanged, and the read
- * or write fails: its data never goes to ordinary memory). */
+/* Move *buffer (size bytes from PyMem_Malloc) into the secret heap: its
+ * first `used` bytes are copied, the whole old block zeroed (what it held
+ * before, too) and freed; nothing of the new one is zeroed yet (*zeroed =
+ * 0, see _PySecretIO_Consumed). Called in secret mode, with no other
+ * pointer into the buffer in use. 0, or -1 with the heap's MemoryError
+ * (the buffer is then unchanged, and the read or write fails: its data
+ * never goes to ordinary memory). */
 static inline int
 _PySecretIO_Adopt(char **buffer, Py_ssize_t *zeroed, Py_ssize_t size,
                   Py_ssize_t used)
@@ -64,7 +65,7 @@ _PySecretIO_Adopt(char **buffer, Py_ssize_t *zeroed, Py_ssize_t size,
     assert(_PySecret_IsSecret(buf));
     used = Py_MAX(0, Py_MIN(used, size));
     memcpy(buf, old, (size_t)used);
-    explicit_bzero(old, (size_t)used);
+    explicit_bzero(old, (size_t)size);
     PyMem_Free(old);
     *buffer = buf;
     *zeroed = 0;

@@ -17,6 +17,11 @@ pkgs=(
   # debugging and proof tools; the aarch64 cross build of the erasure
   # assembly, run under qemu-user
   gdb valgrind binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+  # allocators users preload (LD_PRELOAD): tests/test_native_heap.py
+  # checks that secret.protections() reports them (issue 23)
+  libjemalloc2 libtcmalloc-minimal4
+  # the TLS residue scenarios' throwaway certificate
+  openssl
 )
 
 missing=()

@@ -18,10 +18,12 @@ Instruction counts, valgrind's callgrind (exact and repeatable):
   bench.py callgrind alloc [OUTDIR]
   bench.py callgrind in-do [PYTHON ...] [--works LIST]
   bench.py callgrind caches [LABEL=PYTHON ...] [--works LIST]
+  bench.py callgrind native [LABEL=PYTHON ...] [--works LIST]
   bench.py callgrind adaptive [LABEL=PYTHON ...] [--works LIST]
   bench.py callgrind io [LABEL=PYTHON ...] [--no-do] [--works LIST]
   bench.py callgrind thread-end [PYTHON ...]
   bench.py callgrind exceptions [PYTHON ...]
+  bench.py callgrind do-exit [PYTHON ...]
   bench.py callgrind exit-gc [PYTHON]
   bench.py callgrind pyperformance [--sim] [--off|--installed|--opt|
                                    --shifted] [BENCHMARKS ...]
@@ -131,6 +133,15 @@ def parser():
     w.add_argument("pythons", nargs="*", metavar="PYTHON",
                    help="interpreters (default: the installed pristine and "
                    "experiment)")
+    w = works.add_parser("native", help="malloc-heavy works (issue 23)",
+                         description=callgrind.native.__doc__)
+    w.add_argument("pythons", nargs="*", metavar="LABEL=PYTHON")
+    add_works(w, callgrind.NATIVE_DEFAULT)
+    w = works.add_parser("do-exit",
+                         help="secret.do() returning and raising",
+                         description=callgrind.do_exit.__doc__)
+    w.add_argument("pythons", nargs="*", metavar="PYTHON",
+                   help="experiment interpreters (default: the installed)")
     w = works.add_parser("exit-gc", help="the exit collection",
                          description=callgrind.exit_gc.__doc__)
     w.add_argument("python", nargs="?", metavar="PYTHON",
@@ -219,6 +230,14 @@ def main(argv=None):
         callgrind.thread_end(a.pythons)
     elif a.work == "exceptions":
         callgrind.exceptions(a.pythons)
+    elif a.work == "native":
+        pythons = [p.split("=", 1) for p in a.pythons]
+        if any(len(p) != 2 for p in pythons):
+            ap.error("native takes LABEL=PYTHON")
+        callgrind.native(pythons,
+                         works(ap, a, tuple(callgrind.NATIVE_WORKS)))
+    elif a.work == "do-exit":
+        callgrind.do_exit(a.pythons)
     elif a.work == "exit-gc":
         callgrind.exit_gc(a.python)
     elif a.work == "pyperformance":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mutation check of the file-object hooks (patches 0016 and 0026): each
+"""Mutation check of the file-object hooks (patches 0016 and 0029): each
 mutation removes or weakens one hook in the experiment's build tree
 (cpython-build/work/experiment/src), rebuilds its ./python (make python,
 not installed), and runs tests/test_io_attack.py and test_io_buffers.py

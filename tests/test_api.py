@@ -361,7 +361,8 @@ def test_protections_are_reported():
     assert set(p) == {"registers", "c_stack", "signal_frames",
                       "frame_stack", "heap", "no_core_dump", "no_swap",
                       "no_core_dump_or_swap", "io_buffers",
-                      "exception_frames", "caches", "code_state"}
+                      "exception_frames", "caches", "code_state",
+                      "native_heap"}
     assert all(isinstance(v, bool) for v in p.values())
     # What this build erases (tests/test_erasure.py and tests/test_heap.py
     # prove each); out of swap only if the kernel lets all the secret heap
@@ -375,4 +376,6 @@ def test_protections_are_reported():
                  "frame_stack": True, "heap": True, "no_core_dump": dump,
                  "no_swap": swap, "no_core_dump_or_swap": dump and swap,
                  "io_buffers": True, "exception_frames": True,
-                 "caches": True, "code_state": False}
+                 "caches": True, "code_state": False,
+                 # no allocator preloaded here (tests/test_native_heap.py)
+                 "native_heap": True}

@@ -1,4 +1,4 @@
-"""Attacks on the file-object hooks (patches 0016 and 0026: bufferedio.c and
+"""Attacks on the file-object hooks (patches 0016 and 0029: bufferedio.c and
 textio.c call Modules/_secret/secret_io.h), each with a control that finds
 the secret where the protection is absent.
 

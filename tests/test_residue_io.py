@@ -1,5 +1,5 @@
 """Residue scenarios that attack the file-object hooks (patches 0016 and
-0026; tests/residue/io): a pending text list made before do(), a file open
+0029; tests/residue/io): a pending text list made before do(), a file open
 for update written and read back across pending writes, lines read in do()
 while another thread flushes the same file object, raw streams that write
 short, would block, or fail in the middle of a line. Scanned through

@@ -22,6 +22,7 @@ PYTHONS["experiment"] = interpreter(EXPERIMENT)
 SCENARIOS = residue.scenarios()
 PROTECTIONS = secret.protections()
 ISSUE = {"heap": "heap erasure: issue 4",
+         "native_heap": "native memory: issue 23",
          "no_core_dump_or_swap": "heap erasure: issue 4",
          "io_buffers": "I/O buffers: patch 0016",
          "exception_frames": "exceptions: issue 20",

@@ -125,6 +125,14 @@ extern PyObject *_PySecretHeap_Info(void);
  * reported (see _PySecretHeap_TakeFailure). */
 extern void _PySecretHeap_ForgetFailure(void);
 
+/* Native memory (secret_native.c): 1 if the C library's allocator
+ * functions the process binds to are the interpreter's, so that native
+ * code's allocations in secret mode are secret; else 0 and why in buf. */
+extern int _PySecretNative_Check(char *buf, size_t len);
+/* The object whose allocator serves ordinary memory (glibc's libc.so.6,
+ * or a preloaded one). */
+extern const char *_PySecretNative_NextAllocator(void);
+
 /* faulthandler installed or removed the calling thread's alternate signal
  * stack (Modules/faulthandler.c): the cached one is stale. */
 extern void _PySecret_AltStackChanged(void);

@@ -675,6 +675,16 @@ unlocked_committed(void)
 static mi_arena_id_t secret_arena;
 static mi_tld_t heap_tld;
 static mi_heap_t the_heap;
+/* What native code allocates in secret mode (secret_native.c): its own
+ * heap in the same arena and under the same lock, so that the shutdown
+ * zeroing, which zeroes the blocks of the_heap still live once the
+ * interpreter is gone, leaves them alone: the C library and other
+ * libraries keep using such blocks after it (stdio buffers, the dynamic
+ * linker's records of a module loaded in do(), OpenSSL's global state
+ * made in do(), until their atexit handlers and destructors ran). They
+ * are zeroed when freed, as every secret block. */
+static mi_heap_t native_heap;
+static int native_used;
 static PyMutex heap_mutex;
 
 /* Counters for heap_info(), under the heap lock. */
@@ -685,6 +695,7 @@ typedef struct {
     int64_t frees;
     int64_t exhausted;
     int64_t trims;
+    int64_t native_allocations;     /* secret blocks native code made */
 } heap_stats;
 static heap_stats stats;
 
@@ -713,6 +724,9 @@ heap_unlock(void)
 static void
 trim_locked(void)
 {
+    if (native_used) {
+        _mi_secret_purge(&native_heap);
+    }
     _mi_secret_purge(&the_heap);
     stats.trims++;
     size_t live = (size_t)stats.live_bytes;
@@ -868,9 +882,19 @@ injected_failure(void)
     return 1;
 }
 
+static inline void *
+heap_malloc(mi_heap_t *heap, size_t n, size_t align, int zero)
+{
+    if (align != 0) {
+        return zero ? mi_heap_zalloc_aligned(heap, n, align)
+                    : mi_heap_malloc_aligned(heap, n, align);
+    }
+    return zero ? mi_heap_zalloc(heap, n) : mi_heap_malloc(heap, n);
+}
+
 /* The heap lock is held; n is rounded. */
-static void *
-alloc_locked(size_t n, int zero)
+static inline void *
+alloc_locked(mi_heap_t *heap, size_t n, size_t align, int zero)
 {
     if (__builtin_expect(committed_bytes > cfg.size, 0) && !reserve_ok) {
         /* The reserve was used (a MemoryError, its unwinding): the room
@@ -885,24 +909,22 @@ alloc_locked(size_t n, int zero)
             return NULL;
         }
     }
-    void *p = zero ? mi_heap_zalloc(&the_heap, n)
-                   : mi_heap_malloc(&the_heap, n);
+    void *p = heap_malloc(heap, n, align, zero);
     if (__builtin_expect(p == NULL || commit_refused, 0)) {
         commit_refused = 0;
         if (p == NULL) {
             /* Give back what other threads freed and the pages mimalloc
              * keeps for later, then try once more. */
             trim_locked();
-            p = zero ? mi_heap_zalloc(&the_heap, n)
-                     : mi_heap_malloc(&the_heap, n);
+            p = heap_malloc(heap, n, align, zero);
             commit_refused = 0;
         }
     }
     return p;
 }
 
-static void *
-heap_alloc(size_t n, int zero)
+static inline void *
+heap_alloc_in(mi_heap_t *heap, size_t n, size_t align, int zero)
 {
     if (__builtin_expect(_PySecret_range.size == 0, 0)) {
         alloc_failed = FAIL_FULL;
@@ -919,10 +941,13 @@ heap_alloc(size_t n, int zero)
     }
     n = round16(n ? n : 1);
     heap_lock();
-    void *p = alloc_locked(n, zero);
+    void *p = alloc_locked(heap, n, align, zero);
     if (p != NULL) {
         stats.live_bytes += usable_size(p);
         stats.allocations++;
+        if (heap == &native_heap) {
+            stats.native_allocations++;
+        }
     }
     else {
         stats.exhausted++;
@@ -937,6 +962,12 @@ heap_alloc(size_t n, int zero)
     }
     alloc_failed = FAIL_NONE;
     return p;
+}
+
+static void *
+heap_alloc(size_t n, int zero)
+{
+    return heap_alloc_in(&the_heap, n, 0, zero);
 }
 
 void *
@@ -1142,6 +1173,61 @@ _PySecretHeap_Adopt(void *p, size_t old_size, size_t n,
     heap_unlock();
     free_old(p);
     return q;
+}
+
+/* --- native code's blocks (secret_native.c) ------------------------- */
+
+/* A secret block for native code in secret mode: n bytes (malloc(0) gets
+ * a block too), aligned to align if that is above 16, zeroed if asked.
+ * NULL when the heap is full (or the alignment is above what the arena
+ * can give, 16 MiB), as for the Python domains: never ordinary memory. */
+void *
+_PySecretHeap_NativeAlloc(size_t n, size_t align, int zero)
+{
+    if (align <= 16) {
+        align = 0;
+    }
+    native_used = 1;
+    return heap_alloc_in(&native_heap, n, align, zero);
+}
+
+/* realloc() of the secret block p by native code, in secret mode or not:
+ * a secret block in the same heap (a block the Python domains made keeps
+ * their rules, headroom included). In place when it fits and is not
+ * shrunk below half; else a new block (by half at least when it grows, so
+ * that a buffer grown by small steps is copied O(log n) times) and the
+ * old one zeroed. NULL (p untouched) when the heap is full. */
+void *
+_PySecretHeap_NativeRealloc(void *p, size_t n)
+{
+    if (mi_page_heap(_mi_ptr_page(p)) != &native_heap) {
+        return _PySecretHeap_Realloc(p, n);
+    }
+    size_t usable = usable_size(p);
+    if (n <= usable && n >= usable / 2) {
+        return p;
+    }
+    size_t want = n;
+    if (n > usable && usable >= 512 && n - usable < usable / 2) {
+        want = usable + usable / 2;
+    }
+    void *q = heap_alloc_in(&native_heap, want, 0, 0);
+    if (q == NULL) {
+        return NULL;
+    }
+    memcpy(q, p, Py_MIN(usable, n));
+    free_zeroed(p, usable, usable);
+    return q;
+}
+
+/* malloc_usable_size() of a secret block: what its owner may write (a
+ * block with headroom: the most it was asked to hold, all that its zeroing
+ * covers). */
+size_t
+_PySecretHeap_UsableSize(const void *p)
+{
+    size_t usable = usable_size(p);
+    return grow_high(p, usable, 0);
 }
 
 /* --- exhaustion ------------------------------------------------------ */
@@ -1389,6 +1475,8 @@ reserve(void *arg)
     _mi_tld_init(&heap_tld, &the_heap);
     _mi_heap_init_ex(&the_heap, &heap_tld, secret_arena, true, 0);
     the_heap.thread_id = 0;
+    _mi_heap_init_ex(&native_heap, &heap_tld, secret_arena, true, 0);
+    native_heap.thread_id = 0;
     _PySecret_range.base = (uintptr_t)base;
     _Py_atomic_store_uintptr_release(&_PySecret_range.size, (uintptr_t)size);
     (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
@@ -1537,6 +1625,8 @@ shutdown_zero(void)
 
 /* --- introspection --------------------------------------------------- */
 
+static int _PySecretNative_Info(PyObject *info, int64_t allocations);
+
 /* Resident bytes of the pages first..last-1 of the range whose bit in map
  * is want (any if map is NULL). */
 static size_t
@@ -1599,7 +1689,7 @@ _PySecretHeap_Info(void)
                                ? resident_bytes(locked_map, 0) : 0;
     int fully = s.size != 0 && lockable >= lock_need(s.size, chunk);
     char uname[32];
-    return Py_BuildValue(
+    PyObject *info = Py_BuildValue(
         "{s:O,s:n,s:n,s:n,s:K,s:n,s:n,s:n,s:L,s:L,s:L,s:L,s:L,s:L,s:L,"
         "s:L,s:O,s:n,s:n,s:n,s:L,s:s,s:n,s:n,s:O,s:O,s:i,s:n,s:L,s:s}",
         "active", active ? Py_True : Py_False,
@@ -1639,6 +1729,40 @@ _PySecretHeap_Info(void)
         "unlock_failures", (long long)unlock_fails,
         "unlock_error", unlock_err ? errno_name(unlock_err, uname,
                                                 sizeof(uname)) : NULL);
+    if (info == NULL || _PySecretNative_Info(info, st.native_allocations) < 0) {
+        Py_XDECREF(info);
+        return NULL;
+    }
+    return info;
+}
+
+/* heap_info()'s keys for native memory (secret_native.c). */
+static int
+_PySecretNative_Info(PyObject *info, int64_t allocations)
+{
+    char why[512];
+    int ok = _PySecretNative_Check(why, sizeof(why));
+    PyObject *v = PyLong_FromLongLong(allocations);
+    int r = v == NULL ? -1
+            : PyDict_SetItemString(info, "native_allocations", v);
+    Py_XDECREF(v);
+    if (r == 0) {
+        r = PyDict_SetItemString(info, "native_heap",
+                                 ok ? Py_True : Py_False);
+    }
+    if (r == 0) {
+        v = ok ? Py_NewRef(Py_None) : PyUnicode_DecodeFSDefault(why);
+        r = v == NULL ? -1
+            : PyDict_SetItemString(info, "native_heap_error", v);
+        Py_XDECREF(v);
+    }
+    if (r == 0) {
+        v = PyUnicode_DecodeFSDefault(_PySecretNative_NextAllocator());
+        r = v == NULL ? -1
+            : PyDict_SetItemString(info, "native_allocator", v);
+        Py_XDECREF(v);
+    }
+    return r;
 }
 
 /* --- tests (_testsecret) --------------------------------------------- */

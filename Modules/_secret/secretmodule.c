@@ -79,10 +79,17 @@ typedef struct {
 } secret_state;
 
 /* When do() began, for the exception that leaves it (see do_epoch). */
-typedef struct {
+typedef struct do_epoch {
     PyObject *marker;       /* NULL: cannot tell */
-    uint64_t unfreezes;
-    uint64_t reorders;
+    int from_gen0;          /* since the last reorder: generation 0 */
+    int lost;               /* a record failed: cannot tell */
+    _Py_hashtable_t *made;  /* what was made before the last reorder */
+    _Py_hashtable_t *old;   /* made before do() but left in generation 0
+                               by a reorder (held: no address reuse) */
+    /* The thread's list (patch 0026). In ordinary memory, not on do()'s
+     * stack: greenlets move stacks away and finish do() calls in any
+     * order. */
+    struct do_epoch *prev, *next;
 } do_epoch;
 
 /* Close an object whose body would run after do() returned, while still in
@@ -181,9 +188,39 @@ refuse_deferred(PyObject *func, PyObject *res)
 /* gc.unfreeze() puts objects that were younger after older ones in the
  * oldest generation (Python/gc.c counts its calls, patch 0013). */
 uint64_t _PySecret_gc_unfreezes;
-/* Exit collections that moved objects between generations (youngen_tail):
- * the lists' order no longer says what came first (see do_epoch). */
-static uint64_t gc_reorders;
+void _PySecret_GCWillReorder(PyInterpreterState *interp, int gen0_emptied);
+
+/* The last object of a generation's list (the youngest one that has any),
+ * or of the oldest only, that a collection cannot untrack (it does so to
+ * tuples and dicts that hold no GC object) and that cannot move (an
+ * immortal one goes to the permanent generation); a new reference, or NULL
+ * if there is none (*gave_up: none near the end). */
+static PyObject *
+last_tracked(struct _gc_runtime_state *gc, int oldest_only, int *gave_up)
+{
+    int steps = 0;
+    *gave_up = 0;
+    for (int gen = oldest_only ? NUM_GENERATIONS - 1 : 0;
+         gen < NUM_GENERATIONS; gen++)
+    {
+        PyGC_Head *head = &gc->generations[gen].head;
+        for (PyGC_Head *p = _PyGCHead_PREV(head); p != head;
+             p = _PyGCHead_PREV(p))
+        {
+            PyObject *op = _Py_FROM_GC(p);
+            if (!PyTuple_CheckExact(op) && !PyDict_CheckExact(op)
+                && !_Py_IsImmortal(op))
+            {
+                return Py_NewRef(op);
+            }
+            if (++steps == 4096) {
+                *gave_up = 1;
+                return NULL;
+            }
+        }
+    }
+    return NULL;
+}
 
 typedef struct {
     Py_ssize_t collections[NUM_GENERATIONS];
@@ -207,24 +244,9 @@ exit_gc_start(PyThreadState *tstate, exit_gc *g)
      * lists are being rebuilt: no marker. */
     g->has_marker = !_Py_atomic_load_int_relaxed(&gc->collecting);
     if (g->has_marker) {
-        /* The last object that a collection cannot untrack (it does so to
-         * tuples and dicts that hold no GC object) and that cannot move
-         * (an immortal one goes to the permanent generation). */
-        PyGC_Head *old = &gc->generations[NUM_GENERATIONS - 1].head;
-        PyGC_Head *p = _PyGCHead_PREV(old);
-        for (int i = 0; p != old; p = _PyGCHead_PREV(p), i++) {
-            PyObject *op = _Py_FROM_GC(p);
-            if (!PyTuple_CheckExact(op) && !PyDict_CheckExact(op)
-                && !_Py_IsImmortal(op))
-            {
-                g->marker = Py_NewRef(op);
-                break;
-            }
-            if (i == 4096) {       /* none near the end: give up */
-                g->has_marker = 0;
-                break;
-            }
-        }
+        int gave_up;
+        g->marker = last_tracked(gc, 1, &gave_up);
+        g->has_marker = !gave_up;
     }
 }
 
@@ -271,7 +293,8 @@ youngen_tail(struct _gc_runtime_state *gc, exit_gc *g)
     if (from == old) {
         return 0;
     }
-    gc_reorders++;
+    /* The running do()s record what their order still tells. */
+    _PySecret_GCWillReorder(_PyInterpreterState_GET(), 0);
     PyGC_Head *last = _PyGCHead_PREV(old);
     PyGC_Head *before = _PyGCHead_PREV(from);
     _PyGCHead_SET_NEXT(before, old);
@@ -326,9 +349,11 @@ collect(PyThreadState *tstate, int gen)
     _PyErr_SetRaisedException(tstate, exc);
 }
 
-static void
+/* 1 if it collected (finalizers may have run). */
+static int
 collect_exit_garbage(PyThreadState *tstate, exit_gc *g)
 {
+    int collected = 0;
     if (_PySecret_tls.gc_links != g->gc_links) {
         if (_Py_atomic_load_int_relaxed(&tstate->interp->gc.collecting)) {
             int gen = g->has_marker ? exit_gc_generation(tstate, g)
@@ -339,9 +364,11 @@ collect_exit_garbage(PyThreadState *tstate, exit_gc *g)
         }
         else {
             collect(tstate, exit_gc_generation(tstate, g));
+            collected = 1;
         }
     }
     Py_CLEAR(g->marker);
+    return collected;
 }
 
 void
@@ -470,65 +497,125 @@ pointer_set(_Py_hashtable_destroy_func key_destroy)
 }
 
 /* What existed when do() began. A secret block was made in secret mode.
- * For the others the collector's lists tell: the collector only appends to
- * them (a new object at the end of the youngest generation, survivors at
- * the end of the next one, in their order), so the objects that follow an
- * object, reading the oldest generation, then the younger ones, were
- * tracked after it. do() tracks a marker of its own at entry (an empty
- * list, outside the secret heap): what follows it at the exit was tracked
- * during do(). A traceback entry and an exception are tracked when they are
- * made, a frame object when its frame finishes (take_ownership()). Where the
- * lists cannot tell (do() entered during a collection, gc.freeze() or
- * gc.unfreeze() meanwhile, or an exit collection that moved objects), all
- * counts as made during do(), as before this test existed. */
-static void
-epoch_start(PyThreadState *tstate, do_epoch *e)
-{
-    e->marker = NULL;
+ * For the others the collector's lists tell: the collector appends a new
+ * object at the end of the youngest generation, so the objects that
+ * follow an object, reading the oldest generation, then the younger ones,
+ * were tracked after it. do() holds the last tracked object at entry (the
+ * marker; held, it is reachable from outside the lists, so a collection
+ * never moves it). A collection breaks the order (move_unreachable() puts
+ * an object it first took for unreachable back at the end of its list,
+ * after objects made later), and so do gc.freeze(), gc.unfreeze() and
+ * youngen_tail(): before each, the collector calls
+ * _PySecret_GCWillReorder() (patch 0026), and every do() running in the
+ * interpreter records what was tracked since its marker (or its last
+ * record); each of them leaves generation 0 empty, so from then on what
+ * is new is what generation 0 holds. A traceback entry and an exception
+ * are tracked when they are made, a frame object when its frame finishes
+ * (take_ownership()). The lists cannot tell when do() entered during a
+ * collection, or at the exit of a do() that a finalizer runs during one,
+ * or when there was no memory for a record: an object that is not a
+ * secret block is then DATE_UNKNOWN, and the walk changes nothing of it
+ * but what secret mode made (see purge_frame). */
+enum { DATE_BEFORE, DATE_DURING, DATE_UNKNOWN };
+
 #if _Py_SECRET_HEAP
-    if (_Py_atomic_load_int_relaxed(&tstate->interp->gc.collecting)) {
-        return;                 /* the lists are being rebuilt */
+/* do() calls running anywhere: the collector's hook has nothing to do
+ * when there are none. */
+static Py_ssize_t running_epochs;
+#endif
+
+/* A new epoch for a do() of tstate's thread, linked in its list; NULL if
+ * there is no memory (then nothing made during do() that is not a secret
+ * block can be dated: DATE_UNKNOWN). */
+static do_epoch *
+epoch_start(PyThreadState *tstate)
+{
+#if _Py_SECRET_HEAP
+    do_epoch *e = plain_malloc(sizeof(do_epoch));
+    if (e == NULL) {
+        return NULL;
     }
-    e->unfreezes = _Py_atomic_load_uint64_relaxed(&_PySecret_gc_unfreezes);
-    e->reorders = gc_reorders;
-    int mode = _PySecret_tls.mode;
-    _PySecret_tls.mode = 0;
-    e->marker = PyList_New(0);  /* tracked: at the end of generation 0 */
-    _PySecret_tls.mode = mode;
-    if (e->marker == NULL) {
-        PyErr_Clear();
+    e->marker = NULL;
+    e->from_gen0 = 0;
+    e->lost = 0;
+    e->made = e->old = NULL;
+    _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
+    e->prev = NULL;
+    e->next = ts->secret.epochs;
+    if (e->next != NULL) {
+        e->next->prev = e;
     }
+    ts->secret.epochs = e;
+    _Py_atomic_add_ssize(&running_epochs, 1);
+    struct _gc_runtime_state *gc = &tstate->interp->gc;
+    if (!_Py_atomic_load_int_relaxed(&gc->collecting)) {
+        /* else: the lists are being rebuilt, cannot tell */
+        int gave_up;
+        e->marker = last_tracked(gc, 0, &gave_up);
+    }
+    return e;
+#else
+    return NULL;
 #endif
 }
 
 static void
-epoch_end(do_epoch *e)
-{
-    Py_CLEAR(e->marker);
-}
-
-/* The exceptions, traceback entries and frames tracked since the marker
- * that are not secret blocks (those are known to be do()'s); NULL if the
- * lists cannot tell. */
-static _Py_hashtable_t *
-made_during_set(PyThreadState *tstate, do_epoch *e)
+epoch_end(PyThreadState *tstate, do_epoch *e)
 {
 #if _Py_SECRET_HEAP
-    struct _gc_runtime_state *gc = &tstate->interp->gc;
-    if (e == NULL || e->marker == NULL
-        || !_PyObject_GC_IS_TRACKED(e->marker)
-        || _Py_atomic_load_int_relaxed(&gc->collecting)
-        || _Py_atomic_load_uint64_relaxed(&_PySecret_gc_unfreezes)
-           != e->unfreezes
-        || gc_reorders != e->reorders)
-    {
-        return NULL;
+    if (e == NULL) {
+        return;
     }
-    _Py_hashtable_t *set = pointer_set(NULL);
-    if (set == NULL) {
-        return NULL;
+    _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
+    if (e->prev != NULL) {
+        e->prev->next = e->next;
     }
-    PyGC_Head *p = _PyGCHead_NEXT(_Py_AS_GC(e->marker));
+    else {
+        ts->secret.epochs = e->next;
+    }
+    if (e->next != NULL) {
+        e->next->prev = e->prev;
+    }
+    _Py_atomic_add_ssize(&running_epochs, -1);
+    if (e->made != NULL) {
+        _Py_hashtable_destroy(e->made);
+    }
+    _Py_hashtable_t *old = e->old;
+    PyObject *marker = e->marker;
+    plain_free(e);
+    if (old != NULL) {
+        _Py_hashtable_destroy(old);     /* releases what it holds */
+    }
+    Py_XDECREF(marker);
+#endif
+}
+
+#if _Py_SECRET_HEAP
+/* Add to e->made the exceptions, traceback entries and frames that are
+ * not secret blocks (those are known to be do()'s) tracked since e's
+ * marker or last record. -1: the lists cannot tell (e's marker is gone). */
+static int
+record_since(struct _gc_runtime_state *gc, do_epoch *e)
+{
+    if (e->marker == NULL || e->lost) {
+        return -1;
+    }
+    PyGC_Head *p;
+    if (e->from_gen0) {
+        p = _PyGCHead_NEXT(&gc->generations[0].head);
+    }
+    else if (!_PyObject_GC_IS_TRACKED(e->marker)) {
+        return -1;
+    }
+    else {
+        p = _PyGCHead_NEXT(_Py_AS_GC(e->marker));
+    }
+    if (e->made == NULL) {
+        e->made = pointer_set(NULL);
+        if (e->made == NULL) {
+            return -1;
+        }
+    }
     for (;;) {
         int head = -1;
         for (int i = 0; i < NUM_GENERATIONS; i++) {
@@ -537,7 +624,7 @@ made_during_set(PyThreadState *tstate, do_epoch *e)
             }
         }
         if (head == 0) {
-            return set;                         /* the end */
+            return 0;                           /* the end */
         }
         if (head > 0) {
             /* The end of an older generation: the next one follows. */
@@ -545,26 +632,129 @@ made_during_set(PyThreadState *tstate, do_epoch *e)
             continue;
         }
         if (p == &gc->permanent_generation.head) {
-            break;                              /* frozen meanwhile */
+            return -1;                          /* not in a generation */
         }
         PyObject *op = _Py_FROM_GC(p);
         if (!_PySecret_IsSecret(op)
             && (PyTraceBack_Check(op) || PyFrame_Check(op)
                 || PyExceptionInstance_Check(op))
-            && _Py_hashtable_set(set, op, (void *)1) < 0)
+            && (e->old == NULL || _Py_hashtable_get(e->old, op) == NULL)
+            && _Py_hashtable_set(e->made, op, (void *)1) < 0)
         {
-            break;
+            return -1;
         }
         p = _PyGCHead_NEXT(p);
     }
-    _Py_hashtable_destroy(set);
-#endif
-    return NULL;
 }
+
+static void
+release_key(void *key)
+{
+    Py_DECREF((PyObject *)key);
+}
+
+/* Before a reorder that leaves generation 0 as it is: the objects of
+ * interest in generation 0 that precede e's marker were made before do();
+ * e->old holds them (a reference each, so that no object made later takes
+ * an address of theirs), for dating by generation 0 from then on. */
+static int
+record_old_gen0(struct _gc_runtime_state *gc, do_epoch *e)
+{
+    PyGC_Head *head = &gc->generations[0].head;
+    PyGC_Head *m = _Py_AS_GC(e->marker), *p;
+    for (p = _PyGCHead_NEXT(head); p != head && p != m;
+         p = _PyGCHead_NEXT(p)) {
+    }
+    if (p != m) {
+        return 0;       /* the marker is older than generation 0 */
+    }
+    for (p = _PyGCHead_NEXT(head); p != m; p = _PyGCHead_NEXT(p)) {
+        PyObject *op = _Py_FROM_GC(p);
+        if (_PySecret_IsSecret(op)
+            || !(PyTraceBack_Check(op) || PyFrame_Check(op)
+                 || PyExceptionInstance_Check(op)))
+        {
+            continue;
+        }
+        if (e->old == NULL) {
+            e->old = pointer_set(release_key);
+            if (e->old == NULL) {
+                return -1;
+            }
+        }
+        if (_Py_hashtable_get(e->old, op) != NULL) {
+            continue;
+        }
+        if (_Py_hashtable_set(e->old, Py_NewRef(op), (void *)1) < 0) {
+            Py_DECREF(op);  /* not the last reference: the list holds it */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The collector is about to reorder its lists (patch 0026): each do()
+ * running in the interpreter records what their order still tells, then
+ * dates by generation 0. A collection and gc.freeze() leave generation 0
+ * empty (gen0_emptied); gc.unfreeze() and youngen_tail() leave it as it
+ * is, so what in it precedes the marker is set aside as older first. The
+ * threads are held by the GIL (each changes its own list under it); the
+ * list of threads by the runtime's lock. */
+void
+_PySecret_GCWillReorder(PyInterpreterState *interp, int gen0_emptied)
+{
+    if (_Py_atomic_load_ssize_relaxed(&running_epochs) == 0) {
+        return;
+    }
+    struct _gc_runtime_state *gc = &interp->gc;
+    HEAD_LOCK(&_PyRuntime);
+    for (PyThreadState *t = interp->threads.head; t != NULL; t = t->next) {
+        do_epoch *e = ((_PyThreadStateImpl *)t)->secret.epochs;
+        for (; e != NULL; e = e->next) {
+            if (e->lost) {
+                continue;
+            }
+            if (record_since(gc, e) < 0
+                || (!gen0_emptied && !e->from_gen0
+                    && record_old_gen0(gc, e) < 0))
+            {
+                e->lost = 1;        /* cannot tell (no memory, no marker) */
+                continue;
+            }
+            e->from_gen0 = 1;
+        }
+    }
+    HEAD_UNLOCK(&_PyRuntime);
+}
+#endif
+
+/* What was made during do() that is not a secret block (see do_epoch): a
+ * set owned by the epoch, or NULL if the lists cannot tell. */
+static _Py_hashtable_t *
+made_during_set(PyThreadState *tstate, do_epoch *e)
+{
+#if _Py_SECRET_HEAP
+    struct _gc_runtime_state *gc = &tstate->interp->gc;
+    if (e == NULL || e->marker == NULL
+        || _Py_atomic_load_int_relaxed(&gc->collecting)
+        || record_since(gc, e) < 0)
+    {
+        return NULL;
+    }
+    return e->made;
+#else
+    return NULL;
+#endif
+}
+
+/* What the walk's work stack holds: exceptions, and what it found in
+ * them (see walk_referents). */
+enum { ITEM_EXC, ITEM_OBJECT, ITEM_TRACEBACK, ITEM_FRAME };
 
 typedef struct {
     PyObject *exc;
     int via_func;       /* reached through an exception that is func's */
+    int kind;
 } exc_item;
 
 /* The walk over the exceptions: a work stack and a set of what was seen.
@@ -583,27 +773,35 @@ typedef struct {
     Py_ssize_t budget;
     int lost;               /* something could not be walked */
     do_epoch *epoch;
-    _Py_hashtable_t *during;    /* made_during_set(), built when needed */
+    _Py_hashtable_t *during;    /* made_during_set() (the epoch's), built
+                                   when needed */
     int during_built;
     PyObject **swap;        /* cleared frames, for swap_frame() at the end */
     Py_ssize_t nswap, capswap;
     PyObject **notes;       /* (exc, tb, keep): notes to write at the end */
     Py_ssize_t nnotes, capnotes;
     PyObject *placeholder;  /* borrowed; NULL: none */
+    Py_ssize_t changed;     /* entries unlinked, frames that lost locals:
+                               finalizers may have run */
 } exc_walk;
 
-/* Made during this do() (see do_epoch)? When the lists cannot tell: yes. */
+/* When op was made (see do_epoch): DATE_BEFORE, DATE_DURING or
+ * DATE_UNKNOWN. */
 static int
 made_during(exc_walk *w, PyObject *op)
 {
     if (_PySecret_IsSecret(op)) {
-        return 1;
+        return DATE_DURING;
     }
     if (!w->during_built) {
         w->during_built = 1;
         w->during = made_during_set(w->tstate, w->epoch);
     }
-    return w->during == NULL || _Py_hashtable_get(w->during, op) != NULL;
+    if (w->during == NULL) {
+        return DATE_UNKNOWN;
+    }
+    return (_Py_hashtable_get(w->during, op) != NULL ? DATE_DURING
+            : DATE_BEFORE);
 }
 
 /* Is the interpreter frame running on this thread: do's caller or one of
@@ -681,27 +879,41 @@ frames_origin(PyThreadState *tstate, PyFrameObject *f, origin_memo *memo)
     return origin;
 }
 
-/* Is the traceback entry tb func's (to be dropped)? via_func: see
- * FRAMES_DETACHED. An entry made in secret mode (a secret block) is, unless
- * its frame runs on this thread (the caller's, or an enclosing do()'s
- * func's): that is where the caller's history starts. An entry made before
- * do() is not. */
+/* What becomes of a traceback entry. ENTRY_DROP: func's, unlinked and its
+ * frames cleared. ENTRY_CALLER: its frame runs on this thread (the caller's,
+ * or an enclosing do()'s func's): the caller's history starts there.
+ * ENTRY_KEEP: not func's (made before do(), or the caller's history).
+ * ENTRY_PURGE: it cannot be dated (see do_epoch) and would be func's if it
+ * was made during do(): kept, its frame loses only what secret mode made
+ * (purge_frame). An entry made in secret mode (a secret block) is func's
+ * unless its frame runs here. via_func: see FRAMES_DETACHED. */
+enum { ENTRY_KEEP, ENTRY_DROP, ENTRY_PURGE, ENTRY_CALLER };
+
 static int
-entry_is_funcs(exc_walk *w, PyTracebackObject *tb, int via_func,
-               origin_memo *memo)
+entry_decide(exc_walk *w, PyTracebackObject *tb, int via_func,
+             origin_memo *memo)
 {
     PyFrameObject *f = tb->tb_frame;
     if (frame_running(f) && on_this_stack(w->tstate, f->f_frame)) {
-        return 0;
+        return ENTRY_CALLER;
     }
     if (_PySecret_IsSecret(tb)) {
-        return 1;
+        return ENTRY_DROP;
     }
-    if (!made_during(w, (PyObject *)tb)) {
-        return 0;
+    int date = made_during(w, (PyObject *)tb);
+    if (date == DATE_BEFORE) {
+        return ENTRY_KEEP;
     }
     int origin = frames_origin(w->tstate, f, memo);
-    return origin == FRAMES_FUNC || (origin == FRAMES_DETACHED && via_func);
+    if (origin == FRAMES_FUNC) {
+        /* A finished frame's f_back is fixed when it finishes: one that
+         * leads to a secret frame finished during do(). */
+        return ENTRY_DROP;
+    }
+    if (origin == FRAMES_DETACHED && via_func) {
+        return date == DATE_DURING ? ENTRY_DROP : ENTRY_PURGE;
+    }
+    return ENTRY_KEEP;
 }
 
 /* Seen before? Marks it seen (with value, not 0). The set holds a
@@ -743,7 +955,7 @@ seen_key_destroy(void *key)
 }
 
 static void
-walk_push(exc_walk *w, PyObject *exc, int via_func)
+walk_push_kind(exc_walk *w, PyObject *exc, int via_func, int kind)
 {
     if (exc == NULL) {
         return;
@@ -769,7 +981,14 @@ walk_push(exc_walk *w, PyObject *exc, int via_func)
     }
     w->items[w->n].exc = Py_NewRef(exc);
     w->items[w->n].via_func = via_func;
+    w->items[w->n].kind = kind;
     w->n++;
+}
+
+static void
+walk_push(exc_walk *w, PyObject *exc, int via_func)
+{
+    walk_push_kind(w, exc, via_func, ITEM_EXC);
 }
 
 /* Give a cleared frame a placeholder for what it still points to that was
@@ -811,16 +1030,11 @@ swap_frame(PyObject *placeholder, PyFrameObject *f)
     Py_XDECREF(code);
 }
 
-/* Clear a finished frame (frame.clear(): its locals and value stack), and
- * keep it for swap_frame(), which runs once every note is written (or now,
- * if there is no memory to keep it). */
+/* Keep a finished frame for swap_frame(), which runs once every note is
+ * written (or now, if there is no memory to keep it). */
 static void
-clear_frame(exc_walk *w, PyFrameObject *f)
+keep_for_swap(exc_walk *w, PyFrameObject *f)
 {
-    if (!frame_finished(f)) {
-        return;
-    }
-    (void)PyFrame_Type.tp_clear((PyObject *)f);
     if (w->placeholder == NULL) {
         return;
     }
@@ -837,6 +1051,64 @@ clear_frame(exc_walk *w, PyFrameObject *f)
     w->swap[w->nswap++] = Py_NewRef(f);
 }
 
+/* Clear a finished frame (frame.clear(): its locals and value stack). */
+static void
+clear_frame(exc_walk *w, PyFrameObject *f)
+{
+    if (!frame_finished(f)) {
+        return;
+    }
+    _PyInterpreterFrame *fr = f->f_frame;
+    for (int i = 0; i < fr->stacktop; i++) {
+        if (fr->localsplus[i] != NULL) {
+            w->changed++;
+            break;
+        }
+    }
+    (void)PyFrame_Type.tp_clear((PyObject *)f);
+    keep_for_swap(w, f);
+}
+
+static int
+drop_if_secret(PyObject **slot)
+{
+    PyObject *v = *slot;
+    if (v != NULL && _PySecret_IsSecret(v)) {
+        *slot = NULL;
+        Py_DECREF(v);
+        return 1;
+    }
+    return 0;
+}
+
+/* A finished frame that cannot be dated (see do_epoch) and would be
+ * func's if it was made during do() loses what secret mode made (its
+ * locals, value stack, extra locals, trace function and namespace that
+ * are secret blocks) and nothing else. What secret mode made may also be
+ * an earlier do()'s (a result the caller kept in a local): a loss, only
+ * where the lists cannot tell. A cell keeps what was stored in it. Each
+ * slot is emptied before its reference goes: a finalizer that runs sees a
+ * consistent frame. */
+static void
+purge_frame(exc_walk *w, PyFrameObject *f)
+{
+    if (!frame_finished(f)) {
+        return;
+    }
+    _PyInterpreterFrame *fr = f->f_frame;
+    for (int i = 0; frame_finished(f) && i < fr->stacktop; i++) {
+        w->changed += drop_if_secret(&fr->localsplus[i]);
+    }
+    if (!frame_finished(f)) {
+        return;
+    }
+    w->changed += drop_if_secret(&fr->f_locals);
+    w->changed += drop_if_secret(&f->f_extra_locals);
+    w->changed += drop_if_secret(&f->f_locals_cache);
+    w->changed += drop_if_secret(&f->f_trace);
+    keep_for_swap(w, f);
+}
+
 /* What the frames on a dropped frame's f_back chain are (see above). */
 enum { CHAIN_ALL = 2, CHAIN_SECRET = 3 };
 
@@ -846,19 +1118,29 @@ chain_decision(exc_walk *w, PyFrameObject *f)
     return (w->seen != NULL ? (uintptr_t)_Py_hashtable_get(w->seen, f) : 0);
 }
 
-/* Clear the frame of a dropped traceback entry if it finished during do(),
- * and the frames its f_back chain keeps alive: all the finished ones up to
- * the first running frame if that runs on this thread, else the secret
- * ones. Two passes over the chain, the first to find where and how it ends
- * (or a part already done), without memory; clearing changes no f_back,
- * and the entry's frame, held by the caller, holds the chain. */
+/* Clear the frame of a dropped traceback entry if it finished during do()
+ * (purge it if that cannot be told), and the frames its f_back chain keeps
+ * alive: all the finished ones up to the first running frame if that runs
+ * on this thread, else the secret ones (the others are purged). Two passes
+ * over the chain, the first to find where and how it ends (or a part
+ * already done), without memory; clearing changes no f_back, and the
+ * entry's frame, held by the caller, holds the chain. */
 static void
 clear_dropped_frame(exc_walk *w, PyFrameObject *f)
 {
-    if (!frame_finished(f) || !made_during(w, (PyObject *)f)) {
-        return;     /* running, suspended, or from before do(): not func's */
+    if (!frame_finished(f)) {
+        return;     /* running or suspended: not func's to clear */
     }
-    clear_frame(w, f);
+    int date = made_during(w, (PyObject *)f);
+    if (date == DATE_BEFORE) {
+        return;     /* from before do(): not func's */
+    }
+    if (date == DATE_UNKNOWN) {
+        purge_frame(w, f);
+    }
+    else {
+        clear_frame(w, f);
+    }
     uintptr_t decision = CHAIN_SECRET;
     PyFrameObject *end = NULL, *g;
     for (g = f->f_back; g != NULL; g = g->f_back) {
@@ -884,12 +1166,24 @@ clear_dropped_frame(exc_walk *w, PyFrameObject *f)
             return;
         }
     }
+    /* Ran below the caller's frames but cannot be dated: it may be the
+     * caller's own history. Not marked: the mark is for datable chains. */
+    int undated = date == DATE_UNKNOWN && decision == CHAIN_ALL;
+    if (undated) {
+        decision = CHAIN_SECRET;
+    }
     for (g = f->f_back; g != end; g = g->f_back) {
-        if (walk_mark(w, (PyObject *)g, decision) && w->lost) {
+        if (undated ? w->budget-- <= 0
+            : walk_mark(w, (PyObject *)g, decision) && w->lost)
+        {
+            w->lost = 1;
             return;
         }
         if (decision == CHAIN_ALL || _PySecret_IsSecret(g)) {
             clear_frame(w, g);
+        }
+        else if (date == DATE_UNKNOWN) {
+            purge_frame(w, g);
         }
     }
 }
@@ -1007,30 +1301,157 @@ defer_note(exc_walk *w, PyObject *exc, PyTracebackObject *tb,
     return 1;
 }
 
-/* Drop the entries of exc's traceback tb (a new reference, consumed) from
- * its start up to the first that is not func's, clear their frames, and
- * name them in a note. */
+/* A copy of the traceback entry t, linked to next, for a chain of which
+ * func's entries are unlinked without changing entries that may be
+ * another exception's too. In ordinary memory, as the entry it copies (a
+ * secret block would be taken for func's by a later do()): the
+ * allocation runs no code (a collection it makes due runs later, at the
+ * eval loop's next check, in secret mode). NULL: no memory. */
+static PyObject *
+copy_entry(PyTracebackObject *t, PyObject *next)
+{
+#if _Py_SECRET_HEAP
+    int mode = _PySecret_tls.mode;
+    _PySecret_tls.mode = 0;
+#endif
+    PyObject *tb = PyObject_CallFunction(
+        (PyObject *)&PyTraceBack_Type, "OOii", next ? next : Py_None,
+        t->tb_frame, t->tb_lasti, tb_line(t));
+#if _Py_SECRET_HEAP
+    _PySecret_tls.mode = mode;
+#endif
+    if (tb == NULL) {
+        PyErr_Clear();
+    }
+    return tb;
+}
+
+/* The entries of exc's traceback from start on, after the leading ones
+ * func's were dropped (start is the first that is not): func can have
+ * linked its own after older ones (types.TracebackType(), tb_next).
+ * Decided all first, running no code; then func's are unlinked (the kept
+ * entries before the last of them are copied: they may be the caller's,
+ * shared with its own exceptions), named in a note and their frames
+ * cleared; the frames of the others are purged. exc NULL: a traceback
+ * that no exception holds (found in an exception's arguments): its
+ * entries stay linked, their frames are cleared or purged. */
 static void
-strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
+strip_rest(exc_walk *w, PyObject *exc, PyTracebackObject *start,
+           int via_func, origin_memo *memo)
+{
+    Py_ssize_t n = 0, cap = 0, last_drop = -1;
+    PyTracebackObject **ent = NULL;
+    char *dec = NULL;
+    for (PyTracebackObject *t = start; t != NULL; t = t->tb_next) {
+        if (w->budget-- <= 0) {
+            w->lost = 1;
+            goto done;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            PyTracebackObject **e2 = plain_realloc(ent, cap * sizeof(*ent));
+            if (e2 == NULL) {
+                w->lost = 1;
+                goto done;
+            }
+            ent = e2;
+            char *d2 = plain_realloc(dec, cap);
+            if (d2 == NULL) {
+                w->lost = 1;
+                goto done;
+            }
+            dec = d2;
+        }
+        int d = entry_decide(w, t, via_func, memo);
+        if (d == ENTRY_CALLER && !_PySecret_IsSecret(t)) {
+            /* What follows is the caller's history; not after an entry
+             * func made for a running frame (types.TracebackType). */
+            via_func = 0;
+        }
+        else if (d == ENTRY_DROP) {
+            last_drop = n;
+        }
+        ent[n] = (PyTracebackObject *)Py_NewRef(t);
+        dec[n++] = (char)d;
+    }
+    if (last_drop >= 0 && exc != NULL) {
+        /* Notes first, while the entries are as the exception left them:
+         * one per run of func's entries. */
+        for (Py_ssize_t i = 0; i <= last_drop; i++) {
+            if (dec[i] != ENTRY_DROP || (i > 0 && dec[i - 1] == ENTRY_DROP)) {
+                continue;
+            }
+            Py_ssize_t j = i;
+            while (j + 1 < n && dec[j + 1] == ENTRY_DROP) {
+                j++;
+            }
+            add_note(exc, dropped_frames_note(
+                ent[i], j + 1 < n ? ent[j + 1] : NULL));
+        }
+        PyObject *next = Py_XNewRef(last_drop + 1 < n
+                                    ? (PyObject *)ent[last_drop + 1] : NULL);
+        for (Py_ssize_t i = last_drop; i-- > 0;) {
+            if (dec[i] == ENTRY_DROP) {
+                continue;
+            }
+            PyObject *copy = copy_entry(ent[i], next);
+            Py_XDECREF(next);
+            if (copy == NULL) {
+                w->lost = 1;        /* sever() cuts the traceback */
+                goto done;
+            }
+            next = copy;
+        }
+        w->changed++;
+        if (PyException_SetTraceback(exc, next ? next : Py_None) < 0) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(next);
+    }
+    /* Unlinked: now the frames (clearing runs finalizers). */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (dec[i] == ENTRY_DROP) {
+            clear_dropped_frame(w, ent[i]->tb_frame);
+        }
+        else if (dec[i] == ENTRY_PURGE) {
+            purge_frame(w, ent[i]->tb_frame);
+        }
+    }
+done:
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(ent[i]);
+    }
+    plain_free(ent);
+    plain_free(dec);
+}
+
+/* Drop the entries of exc's traceback tb (a new reference, consumed) that
+ * are func's: first those from its start up to the first that is not,
+ * then any further ones (strip_rest); clear their frames, and name them in
+ * a note. */
+static void
+strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb,
+                int via_func)
 {
     PyTracebackObject *keep = tb;
     origin_memo memo = {NULL, FRAMES_DETACHED};
-    while (keep != NULL && entry_is_funcs(w, keep, 1, &memo)) {
+    while (keep != NULL
+           && entry_decide(w, keep, via_func, &memo) == ENTRY_DROP) {
         keep = keep->tb_next;
     }
+    Py_XINCREF(keep);
     if (keep == tb) {
-        Py_DECREF(tb);
-        return;
+        goto rest;
     }
     /* The note first, while no finalizer has run: the entries are as the
      * exception left them. If memory is short, again after the clearing
      * (the code objects are swapped only at the end of the walk). */
-    Py_XINCREF(keep);
     PyObject *note = dropped_frames_note(tb, keep);
     if (note == NULL) {
         PyErr_Clear();
     }
     /* Unlink: nothing reaches the frames through exc any more. */
+    w->changed++;
     if (PyException_SetTraceback(exc, keep ? (PyObject *)keep : Py_None) < 0) {
         PyErr_Clear();                  /* cannot fail on a traceback */
     }
@@ -1044,8 +1465,14 @@ strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
             if (pass == 0) {
                 clear_dropped_frame(w, t->tb_frame);
             }
-            else if (made_during(w, (PyObject *)t->tb_frame)) {
-                clear_frame(w, t->tb_frame);
+            else {
+                int date = made_during(w, (PyObject *)t->tb_frame);
+                if (date == DATE_DURING) {
+                    clear_frame(w, t->tb_frame);
+                }
+                else if (date == DATE_UNKNOWN) {
+                    purge_frame(w, t->tb_frame);
+                }
             }
             PyTracebackObject *next = (PyTracebackObject *)Py_XNewRef(
                 t->tb_next);
@@ -1061,13 +1488,103 @@ strip_traceback(exc_walk *w, PyObject *exc, PyTracebackObject *tb)
         PyErr_Clear();
         /* Once every frame is cleared (a full secret heap may be held by
          * the frames of other exceptions of the walk). */
+        Py_XINCREF(keep);
         if (defer_note(w, exc, tb, keep)) {
-            return;
+            tb = NULL;
+        }
+        else {
+            Py_XDECREF(keep);
         }
     }
-    add_note(exc, note);
+    else {
+        add_note(exc, note);
+    }
+rest:
+    Py_XDECREF(tb);
+    if (keep != NULL && !w->lost) {
+        strip_rest(w, exc, keep, via_func, &memo);
+    }
     Py_XDECREF(keep);
-    Py_DECREF(tb);
+}
+
+/* An exception can hold others, and frames, anywhere among what it refers
+ * to: its arguments (RuntimeError("wrapped", inner)), its attributes, a
+ * list in them. The walk follows what secret mode made (what func made:
+ * all of it is reachable only through such objects or through objects
+ * func was given, spec §3.5) and queues the exceptions, tracebacks and
+ * frames it finds there. */
+typedef struct {
+    exc_walk *w;
+    int via_func;
+    PyObject *skip[3];      /* the exception's own links, walked already */
+} referents_ctx;
+
+static int
+visit_referent(PyObject *op, void *arg)
+{
+    referents_ctx *c = arg;
+    if (op == NULL || op == c->skip[0] || op == c->skip[1]
+        || op == c->skip[2])
+    {
+        return 0;
+    }
+    int kind;
+    if (PyExceptionInstance_Check(op)) {
+        kind = ITEM_EXC;
+    }
+    else if (!_PySecret_IsSecret(op) || !PyObject_IS_GC(op)) {
+        return 0;
+    }
+    else if (PyTraceBack_Check(op)) {
+        kind = ITEM_TRACEBACK;
+    }
+    else if (PyFrame_Check(op)) {
+        kind = ITEM_FRAME;
+    }
+    else if (PyType_Check(op) || PyModule_Check(op) || PyGen_Check(op)
+             || PyCoro_CheckExact(op) || PyAsyncGen_CheckExact(op))
+    {
+        /* A generator made in func may be resumed after do() (its frame is
+         * dropped from tracebacks, see above): not closed, not entered. */
+        return 0;
+    }
+    else {
+        kind = ITEM_OBJECT;
+    }
+    walk_push_kind(c->w, op, c->via_func, kind);
+    return 0;
+}
+
+static void
+walk_referents(exc_walk *w, PyObject *op, int via_func, PyObject *skip0,
+               PyObject *skip1, PyObject *skip2)
+{
+    traverseproc traverse = Py_TYPE(op)->tp_traverse;
+    if (traverse == NULL || !PyObject_IS_GC(op)) {
+        return;
+    }
+    referents_ctx c = {w, via_func, {skip0, skip1, skip2}};
+    (void)traverse(op, visit_referent, &c);
+}
+
+/* Something the walk found among an exception's referents. */
+static void
+walk_found(exc_walk *w, exc_item *it)
+{
+    PyObject *op = it->exc;
+    switch (it->kind) {
+    case ITEM_OBJECT:
+        walk_referents(w, op, it->via_func, NULL, NULL, NULL);
+        break;
+    case ITEM_TRACEBACK: {
+        origin_memo memo = {NULL, FRAMES_DETACHED};
+        strip_rest(w, NULL, (PyTracebackObject *)op, it->via_func, &memo);
+        break;
+    }
+    case ITEM_FRAME:
+        clear_dropped_frame(w, (PyFrameObject *)op);
+        break;
+    }
 }
 
 static void
@@ -1079,27 +1596,21 @@ walk_exception(exc_walk *w, PyObject *exc, int is_main, int via_func)
         func_owned = 1;
     }
     else if (tb != NULL) {
-        func_owned = entry_is_funcs(w, (PyTracebackObject *)tb, via_func,
-                                    NULL);
+        int d = entry_decide(w, (PyTracebackObject *)tb, via_func, NULL);
+        func_owned = d == ENTRY_DROP || d == ENTRY_PURGE;
     }
     else {
         /* Never raised: its parent's, if made during do(). */
-        func_owned = via_func && made_during(w, exc);
+        func_owned = via_func && made_during(w, exc) != DATE_BEFORE;
     }
     if (tb != NULL) {
-        if (func_owned) {
-            strip_traceback(w, exc, (PyTracebackObject *)tb);
-        }
-        else {
-            Py_DECREF(tb);
-        }
+        /* Not func's: only entries func linked into it are dropped. */
+        strip_traceback(w, exc, (PyTracebackObject *)tb, func_owned);
     }
-    PyObject *link = PyException_GetCause(exc);
-    walk_push(w, link, func_owned);
-    Py_XDECREF(link);
-    link = PyException_GetContext(exc);
-    walk_push(w, link, func_owned);
-    Py_XDECREF(link);
+    PyObject *cause = PyException_GetCause(exc);
+    walk_push(w, cause, func_owned);
+    PyObject *context = PyException_GetContext(exc);
+    walk_push(w, context, func_owned);
     if (_PyBaseExceptionGroup_Check(exc)) {
         PyObject *excs = ((PyBaseExceptionGroupObject *)exc)->excs;
         if (excs != NULL && PyTuple_Check(excs)) {
@@ -1111,6 +1622,11 @@ walk_exception(exc_walk *w, PyObject *exc, int is_main, int via_func)
             }
         }
     }
+    tb = PyException_GetTraceback(exc);
+    walk_referents(w, exc, func_owned, tb, cause, context);
+    Py_XDECREF(tb);
+    Py_XDECREF(cause);
+    Py_XDECREF(context);
 }
 
 /* The walk could not finish (no ordinary memory for its stack, or beyond
@@ -1160,13 +1676,13 @@ sever(PyObject *exc, int is_main, int depth, Py_ssize_t *budget)
  * collection and erasure: the frames' locals are freed as secret blocks.
  * Not inlined: its frame (the walk's work stack) stays off do()'s normal
  * path. */
-static SECRET_COLD void
+static SECRET_COLD Py_ssize_t
 strip_leaving_exception(PyThreadState *tstate, PyObject *module,
                         do_epoch *epoch)
 {
     PyObject *exc = _PyErr_GetRaisedException(tstate);
     if (exc == NULL) {
-        return;
+        return 0;
     }
     secret_state *st = PyModule_GetState(module);
     exc_walk w = {.tstate = tstate, .n = 0, .cap = EXC_SMALL,
@@ -1181,12 +1697,32 @@ strip_leaving_exception(PyThreadState *tstate, PyObject *module,
     while (w.n > 0 && !w.lost) {
         exc_item it = w.items[--w.n];
         if (!walk_seen(&w, it.exc)) {
-            walk_exception(&w, it.exc, 0, it.via_func);
+            if (it.kind == ITEM_EXC) {
+                walk_exception(&w, it.exc, 0, it.via_func);
+            }
+            else {
+                walk_found(&w, &it);
+            }
         }
         Py_DECREF(it.exc);
     }
+    /* Left on the work stack: the walk could not finish. What it had
+     * found among the arguments is cut too (fail closed): exceptions lose
+     * their tracebacks and links, finished frames made in do() are
+     * cleared. */
+    Py_ssize_t left_budget = EXC_BUDGET;
     while (w.n > 0) {
-        Py_DECREF(w.items[--w.n].exc);
+        exc_item it = w.items[--w.n];
+        if (it.kind == ITEM_EXC && it.exc != exc) {
+            sever(it.exc, 0, 0, &left_budget);
+        }
+        else if (it.kind == ITEM_FRAME && frame_finished(
+                     (PyFrameObject *)it.exc)
+                 && _PySecret_IsSecret(it.exc))
+        {
+            (void)PyFrame_Type.tp_clear(it.exc);
+        }
+        Py_DECREF(it.exc);
     }
     if (w.items != w.small) {
         plain_free(w.items);
@@ -1213,9 +1749,6 @@ strip_leaving_exception(PyThreadState *tstate, PyObject *module,
     if (w.seen != NULL) {
         _Py_hashtable_destroy(w.seen);
     }
-    if (w.during != NULL) {
-        _Py_hashtable_destroy(w.during);
-    }
     if (w.lost) {
         /* Out of memory or beyond the budget: what was not walked may hold
          * func's frames. Leave nothing chained. */
@@ -1227,6 +1760,28 @@ strip_leaving_exception(PyThreadState *tstate, PyObject *module,
         PyErr_WriteUnraisable(NULL);
     }
     _PyErr_SetRaisedException(tstate, exc);
+    return w.changed;
+}
+
+/* Finalizers run by a walk's clearing, or by the exit collection, may link
+ * more to the leaving exception (a __del__ that sets its __context__):
+ * walk again until a walk changes nothing; past a bound, cut its links. */
+#define STRIP_PASSES 4
+static SECRET_COLD void
+strip_until_settled(PyThreadState *tstate, PyObject *module,
+                    do_epoch *epoch)
+{
+    for (int pass = 0; pass < STRIP_PASSES; pass++) {
+        if (strip_leaving_exception(tstate, module, epoch) == 0) {
+            return;
+        }
+    }
+    PyObject *exc = _PyErr_GetRaisedException(tstate);
+    if (exc != NULL) {
+        Py_ssize_t budget = EXC_BUDGET;
+        sever(exc, 1, 0, &budget);
+        _PyErr_SetRaisedException(tstate, exc);
+    }
 }
 
 PyDoc_STRVAR(secret_do_doc,
@@ -1274,8 +1829,7 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         exit_gc_start(tstate, &gcs);
     }
 #endif
-    do_epoch epoch;
-    epoch_start(tstate, &epoch);
+    do_epoch *epoch = epoch_start(tstate);
     _PySecretCall call;
     int entered = _PySecret_ENTER(tstate, &call);
     PyObject *res = PyObject_Vectorcall(func, args + 1, nargs - 1, kwnames);
@@ -1283,27 +1837,30 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         if (entered) {
             /* First: the frames' locals are freed before the collection,
              * and what freeing them leaves is erased with the rest. */
-            strip_leaving_exception(tstate, module, &epoch);
+            strip_until_settled(tstate, module, epoch);
         }
     }
     else if (deferred_kind(res) != NULL) {
         res = refuse_deferred(func, res);
         if (entered) {
             /* its cause is func's */
-            strip_leaving_exception(tstate, module, &epoch);
+            strip_until_settled(tstate, module, epoch);
         }
     }
-    epoch_end(&epoch);
 #if _Py_SECRET_HEAP
     if (outermost) {
         if (entered) {
-            collect_exit_garbage(tstate, &gcs);
+            if (collect_exit_garbage(tstate, &gcs) && res == NULL) {
+                /* Its finalizers may have linked more to the exception. */
+                strip_until_settled(tstate, module, epoch);
+            }
         }
         else {
             Py_CLEAR(gcs.marker);
         }
     }
 #endif
+    epoch_end(tstate, epoch);
     if (entered) {
         /* Last: erases the C stack below this frame and the registers. */
         _PySecret_LEAVE(tstate, &call);
@@ -1350,7 +1907,10 @@ PyDoc_STRVAR(secret_protections_doc,
 "-X secret_require_lock refuses unlocked memory; heap_info() says what\n"
 "was granted). no_core_dump_or_swap (deprecated): both. code_state: the\n"
 "adaptive state of code made before do() does not change in do()\n"
-"(-X secret_freeze_code). Reserves the secret heap if no do() has yet,\n"
+"(-X secret_freeze_code). native_heap: what native code allocates with\n"
+"malloc and its kin in secret mode is secret (False if a preloaded\n"
+"allocator serves those; heap_info()[\"native_heap_error\"] says why).\n"
+"Reserves the secret heap if no do() has yet,\n"
 "and raises what do() would if that fails.");
 
 static PyObject *
@@ -1383,6 +1943,17 @@ secret_protections(PyObject *module, PyObject *Py_UNUSED(ignored))
             return NULL;
         }
     }
+    /* §3.4: what native code allocates with the C library's functions in
+     * secret mode is secret, unless another allocator took those names
+     * or serves ordinary memory (heap_info()["native_heap_error"]). */
+    char why[512];
+    int native = _PySecret_SUPPORTED && _PySecretNative_Check(why,
+                                                              sizeof(why));
+    if (PyDict_SetItemString(dict, "native_heap",
+                             native ? Py_True : Py_False) < 0) {
+        Py_DECREF(dict);
+        return NULL;
+    }
     return dict;
 }
 
@@ -1399,7 +1970,9 @@ PyDoc_STRVAR(secret_heap_info_doc,
 "peak_committed, resident, locked_bytes, unlocked_bytes,\n"
 "unlocked_resident (may be swapped), lock_failures, lock_error, dontdump,\n"
 "live_bytes, live_blocks, zeroed_bytes, allocations, frees, exhausted\n"
-"(failed allocations), trims, decommits, headroom_blocks. See\n"
+"(failed allocations), trims, decommits, headroom_blocks,\n"
+"native_allocations (secret blocks native code made), native_heap,\n"
+"native_heap_error, native_allocator (what serves ordinary memory). See\n"
 "docs/heap.md.\n"
 "Before the first secret.do() the counters are zero.");
 

@@ -11,11 +11,15 @@ repeat) of small works, each a `scripts/bench.py callgrind WORK`:
               (patch 0025's test), outside do; then inside do, by default
               and with -X secret_freeze_code
   io          buffered and text I/O on file objects made before (patches
-              0016, 0026)
+              0016, 0029)
   thread-end  the secret heap's part of a thread's end (issue 21)
   exceptions  raising and catching outside do (patches 0017, 0023)
+  do-exit     secret.do() per call: returning, raising (the exception
+              walk), raising after making garbage
   exit-gc     the collection at the outermost do exit, in a process
               holding 3 million lists (works.py)
+  native      malloc-heavy works through the C library's allocator
+              (issue 23), outside do, on each interpreter; then inside do
 
 A work that runs N times has a run of 0 times subtracted: start-up,
 imports and set-up are left out.
@@ -532,6 +536,42 @@ def exceptions(pythons):
               % ((n2 - n1) / EXCEPTIONS_N, py))
 
 
+# -- do-exit ----------------------------------------------------------------
+
+DO_EXIT_CHILD = r"""
+import sys, secret
+def noop():
+    pass
+def raises():
+    raise ValueError("x")
+def garbage_then_raises():
+    made = [[] for _ in range(50)]
+    raise KeyError("k")
+f = {"return": noop, "raise": raises,
+     "garbage-raise": garbage_then_raises}[sys.argv[2]]
+for _ in range(int(sys.argv[1])):
+    try:
+        secret.do(f)
+    except Exception:
+        pass
+"""
+DO_EXIT_N = 2000
+
+
+def do_exit(pythons):
+    """Instructions per secret.do() call (N and 2N calls, the difference
+    over N) whose func returns, raises (the exception walk runs), or makes
+    50 lists and raises. Under valgrind the C-stack tracker scans instead
+    of tracking (docs/erasure.md): do(noop) costs far more than natively;
+    compare interpreters with each other."""
+    for py in pythons or [interpreter("experiment")]:
+        for case in ("return", "raise", "garbage-raise"):
+            n1 = instructions(py, DO_EXIT_CHILD, str(DO_EXIT_N), case)
+            n2 = instructions(py, DO_EXIT_CHILD, str(2 * DO_EXIT_N), case)
+            print("%-14s %9.1f instructions per do()  %s"
+                  % (case, (n2 - n1) / DO_EXIT_N, py))
+
+
 # -- exit-gc ----------------------------------------------------------------
 
 EXIT_GC_CHILD = r"""
@@ -559,3 +599,128 @@ def exit_gc(python):
           "instructions per call (%.2fx)"
           % (EXIT_GC_HOLD, EXIT_GC_MAKE, per["plain"], per["do"],
              per["do"] / per["plain"]))
+
+
+# -- native -----------------------------------------------------------------
+
+NATIVE_CHILD = r"""
+import json, sqlite3, sys, _sha2
+work, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if work in ("pydantic", "yaml"):
+    import site             # -S: a venv's packages (see native())
+    site.main()
+    import yaml
+    from pydantic import BaseModel
+
+    class Item(BaseModel):
+        id: int
+        name: str
+        tags: list[str]
+        score: float
+
+    class Doc(BaseModel):
+        items: list[Item]
+    pdoc = json.dumps({"items": [{"id": i, "name": 'user"%d' % i,
+                                  "tags": ["a", "b"], "score": i / 7}
+                                 for i in range(500)]})
+    ydoc = yaml.dump({"items": [{"id": i, "name": "user%d" % i,
+                                 "tags": ["a", "b"]} for i in range(300)]})
+# The same set-up whatever n is, so that the run of 0 subtracts it.
+doc = json.dumps([{"id": i, "name": "user%d" % i, "tags": ["a", "b"],
+                   "score": i / 7} for i in range(2000)])
+hexes = ["%064x" % (i * 2654435761) for i in range(1000)]
+db = sqlite3.connect(":memory:")
+db.execute("create table t (k integer primary key, v text)")
+if work == "fromhex":          # PYTHONMALLOC=malloc: every bytes is a malloc
+    def run():
+        for i in range(n):
+            bytes.fromhex(hexes[i % 1000])
+elif work == "json_loads":     # PYTHONMALLOC=malloc: the objects' mallocs
+    def run():
+        for i in range(n):
+            json.loads(doc)
+elif work == "sqlite_insert":  # sqlite3's own malloc
+    def run():
+        with db:
+            db.executemany("insert into t (v) values (?)",
+                           (("value %d" % i,) for i in range(n)))
+        db.execute("delete from t")
+elif work == "sha256":         # HACL*'s malloc'd state, per object
+    def run():
+        for i in range(n):
+            _sha2.sha256(hexes[i % 1000].encode()).digest()
+elif work == "alloc":          # alloc_loop.py's turn (callgrind alloc)
+    def run():
+        total = 0.0
+        for i in range(n):
+            t = (i, i + 1, i + 2)
+            lst = [i, t, str(i)]
+            d = {"a": i, "b": lst}
+            f = float(i) * 1.5 + 0.25
+            b = bytes(600)         # > 512 B: PyMem_RawMalloc, malloc
+            s = "x%d" % i
+            ba = bytearray(b"abc")
+            ba += b"defghijk" * 8
+            total += f + len(s) + len(d) + len(b) + len(ba)
+elif work == "pydantic":       # pydantic-core's Rust
+    def run():
+        for i in range(n):
+            Doc.model_validate_json(pdoc)
+elif work == "yaml":           # libyaml through yaml.CSafeLoader
+    def run():
+        for i in range(n):
+            yaml.load(ydoc, Loader=yaml.CSafeLoader)
+if mode == "do":
+    import secret
+    secret.do(run)
+else:
+    run()
+"""
+
+NATIVE_WORKS = {"fromhex": ("malloc", 20000), "json_loads": ("malloc", 20),
+                "sqlite_insert": (None, 20000), "sha256": (None, 20000),
+                "alloc": (None, 50000), "pydantic": (None, 20),
+                "yaml": (None, 5)}
+# The works above that need pydantic and PyYAML: run them on venvs with
+# tests/residue/thirdparty/requirements.txt (--works pydantic,yaml).
+NATIVE_DEFAULT = ("fromhex", "json_loads", "sqlite_insert", "sha256",
+                  "alloc")
+
+
+def native(pythons, works=NATIVE_DEFAULT):
+    """Instructions per iteration of each work (N minus 0), outside do, on
+    each (label, python) (default: pristine, experiment; add main's with
+    main=/work/main/cpython-build/install/experiment/bin/python3), with the
+    PYTHONMALLOC each work names (malloc: every Python object through the
+    C library's malloc); each one's ratio to the first. Then the last
+    interpreter with the work inside secret.do() over outside. The works
+    pydantic and yaml need those packages: give venvs made with
+    tests/residue/thirdparty/requirements.txt, e.g. `--works
+    pydantic,yaml native=VENV/bin/python`."""
+    pythons = pythons or [(v, interpreter(v))
+                          for v in ("pristine", "experiment")]
+    print("| work (PYTHONMALLOC) | " + " | ".join(lab for lab, _ in pythons)
+          + " | last: in do / outside |")
+    print("|---" * (len(pythons) + 2) + "|")
+    saved = os.environ.get("PYTHONMALLOC")
+    try:
+        for w in works:
+            pymalloc, n = NATIVE_WORKS[w]
+            os.environ.pop("PYTHONMALLOC", None)
+            if pymalloc:
+                os.environ["PYTHONMALLOC"] = pymalloc
+
+            def per(py, mode):
+                return (instructions(py, NATIVE_CHILD, w, str(n), mode)
+                        - instructions(py, NATIVE_CHILD, w, "0", mode)) / n
+            out = [per(py, "plain") for _, py in pythons]
+            in_do = per(pythons[-1][1], "do")
+            cells = ["%.1f" % out[0]] + ["%.1f (%+.2f %%)" % (
+                p, 100 * (p / out[0] - 1)) for p in out[1:]]
+            print("| %s (%s) | %s | %.1f: %.3fx |"
+                  % (w, pymalloc or "default", " | ".join(cells), in_do,
+                     in_do / out[-1]))
+    finally:
+        os.environ.pop("PYTHONMALLOC", None)
+        if saved is not None:
+            os.environ["PYTHONMALLOC"] = saved

@@ -20,7 +20,7 @@ Instruction counts, valgrind's callgrind (exact and repeatable):
   bench.py callgrind caches [LABEL=PYTHON ...] [--works LIST]
   bench.py callgrind native [LABEL=PYTHON ...] [--works LIST]
   bench.py callgrind adaptive [LABEL=PYTHON ...] [--works LIST]
-  bench.py callgrind io [--works LIST]
+  bench.py callgrind io [LABEL=PYTHON ...] [--no-do] [--works LIST]
   bench.py callgrind thread-end [PYTHON ...]
   bench.py callgrind exceptions [PYTHON ...]
   bench.py callgrind do-exit [PYTHON ...]
@@ -119,6 +119,9 @@ def parser():
     add_works(w, callgrind.ADAPTIVE_WORKS)
     w = works.add_parser("io", help="buffered and text I/O",
                          description=callgrind.io.__doc__)
+    w.add_argument("pythons", nargs="*", metavar="LABEL=PYTHON")
+    w.add_argument("--no-do", action="store_true",
+                   help="outside do() only")
     add_works(w, callgrind.IO_WORKS)
     w = works.add_parser("thread-end", help="the heap's part of a thread end",
                          description=callgrind.thread_end.__doc__)
@@ -221,7 +224,11 @@ def main(argv=None):
             ap.error("adaptive takes LABEL=PYTHON")
         callgrind.adaptive(pythons, works(ap, a, callgrind.ADAPTIVE_WORKS))
     elif a.work == "io":
-        callgrind.io(works(ap, a, callgrind.IO_WORKS))
+        pythons = [p.split("=", 1) for p in a.pythons]
+        if any(len(p) != 2 for p in pythons):
+            ap.error("io takes LABEL=PYTHON")
+        callgrind.io(pythons, works(ap, a, callgrind.IO_WORKS),
+                     in_do=not a.no_do)
     elif a.work == "thread-end":
         callgrind.thread_end(a.pythons)
     elif a.work == "exceptions":

@@ -10,7 +10,8 @@ repeat) of small works, each a `scripts/bench.py callgrind WORK`:
   adaptive    loops through the adaptive interpreter's generic paths
               (patch 0023's test), outside do; then inside do, by default
               and with -X secret_freeze_code
-  io          buffered and text I/O on file objects made before (patch 0014)
+  io          buffered and text I/O on file objects made before (patches
+              0014, 0027)
   thread-end  the secret heap's part of a thread's end (issue 21)
   exceptions  raising and catching outside do (patches 0015, 0021)
   do-exit     secret.do() per call: returning, raising (the exception
@@ -314,12 +315,21 @@ def adaptive(pythons, works=ADAPTIVE_WORKS):
 # -- io ---------------------------------------------------------------------
 
 IO_CHILD = r"""
-import os, sys
+import io, os, sys
 work, mode, n, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+# File objects made before the work, as sys.stdin and sys.stdout are.
 binary = open(path, "rb")
 text = open(path, "r", encoding="ascii")
 out = open(os.devnull, "w", encoding="ascii")
 line = "x" * 60 + "\n"
+data = (b"y" * 60 + b"\n") * 2000
+br = io.BufferedReader(io.BytesIO(data))
+bw = io.BufferedWriter(io.BytesIO())
+tr = io.TextIOWrapper(io.BufferedReader(io.BytesIO(data)), encoding="ascii")
+tw = io.TextIOWrapper(io.BufferedWriter(io.BytesIO()), encoding="ascii")
+small = bytearray(16)
+piece = b"0123456789abcdef"
+tpiece = "0123456789abcde\n"
 
 def lines_binary():
     binary.seek(0)
@@ -334,8 +344,37 @@ def write_text():
         out.write(line)
     out.flush()
 
-fn = {"lines_binary": lines_binary, "lines_text": lines_text,
-      "write_text": write_text}[work]
+def small_reads():
+    br.seek(0)
+    for _ in range(2000):
+        br.read(16)
+        br.read1(16)
+        br.readinto(small)
+        br.peek(1)
+
+def readline_bytes():
+    br.seek(0)
+    for _ in range(2000):
+        br.readline()
+
+def small_writes():
+    bw.seek(0)
+    for _ in range(2000):
+        bw.write(piece)
+    bw.flush()
+
+def text_readline():
+    tr.seek(0)
+    for _ in range(2000):
+        tr.readline()
+
+def text_writes():
+    tw.seek(0)
+    for _ in range(2000):
+        tw.write(tpiece)
+    tw.flush()
+
+fn = globals()[work]
 
 if mode == "do":
     import secret
@@ -360,33 +399,67 @@ t.start()
 t.join()
 """
 
-IO_WORKS = ("lines_binary", "lines_text", "write_text")
+# Work: the I/O calls one run makes (for the per-call figures).
+IO_CALLS = {"lines_binary": 10001, "lines_text": 10001, "write_text": 10000,
+            "small_reads": 8000, "readline_bytes": 2000, "small_writes": 2000,
+            "text_readline": 2000, "text_writes": 2000}
+IO_WORKS = tuple(IO_CALLS)
+IO_RUNS = 5
 
 
-def io(works=IO_WORKS):
-    """Per work (file objects made before it, as sys.stdin and sys.stdout
-    are, 5 runs): pristine, the experiment outside do (what the hooks cost
-    ordinary code) and the experiment with each run inside do (what the
-    move into the secret heap and the zeroing cost)."""
-    pristine = interpreter("pristine")
-    experiment = interpreter("experiment")
+def io(pythons=(), works=IO_WORKS, in_do=True):
+    """Per work, file objects made before it (5 runs; start-up and set-up
+    subtracted): instructions per I/O call outside do on each (label,
+    python) (default: pristine and the experiment), the first one the
+    reference; then, unless --no-do, each non-pristine one with every run
+    inside do (the move into the secret heap and the zeroing). Works on a
+    610 KB file (lines_binary, lines_text: readline; write_text: 61-byte
+    writes to /dev/null) and on BytesIO-backed BufferedReader/Writer and
+    TextIOWrapper (small_reads: read(16), read1(16), readinto(16 bytes),
+    peek(1); readline_bytes; small_writes: 16 bytes; text_readline;
+    text_writes: 16 characters). To compare two builds, give both, e.g.
+    main=/work/main/cpython-build/install/experiment/bin/python3
+    branch=cpython-build/install/experiment/bin/python3."""
+    pythons = list(pythons) or [("pristine", interpreter("pristine")),
+                                ("experiment", interpreter("experiment"))]
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
         # 10 000 lines of 61 bytes: 610 KB, read through an 8 KiB buffer.
         f.write(("y" * 60 + "\n") * 10000)
         f.flush()
+
+        counted = {}
+
+        def per_call(py, w, mode):
+            if (py, w, mode) not in counted:
+                n = (instructions(py, IO_CHILD, w, mode, str(IO_RUNS), f.name)
+                     - instructions(py, IO_CHILD, w, mode, "0", f.name))
+                counted[py, w, mode] = n / (IO_RUNS * IO_CALLS[w])
+            return counted[py, w, mode]
+
+        labels = [lab for lab, _ in pythons]
+        print("Outside do(), instructions per I/O call:\n")
+        print("| work | " + " | ".join(labels) + " |")
+        print("|---" * (len(labels) + 1) + "|")
         for w in works:
-            n = {}
-            for label, py, mode in (("pristine", pristine, "plain"),
-                                    ("experiment", experiment, "plain"),
-                                    ("experiment in do", experiment, "do")):
-                n[label] = (instructions(py, IO_CHILD, w, mode, "5", f.name)
-                            - instructions(py, IO_CHILD, w, mode, "0",
-                                           f.name))
-            print("%-13s pristine %d, experiment %d (%.4fx), in do %d "
-                  "(%.4fx of experiment outside)"
-                  % (w, n["pristine"], n["experiment"],
-                     n["experiment"] / n["pristine"], n["experiment in do"],
-                     n["experiment in do"] / n["experiment"]))
+            n = [per_call(py, w, "plain") for _, py in pythons]
+            cells = ["%.1f" % n[0]] + ["%.1f (%+.1f, %.4fx)"
+                                       % (x, x - n[0], x / n[0])
+                                       for x in n[1:]]
+            print("| %s | %s |" % (w, " | ".join(cells)), flush=True)
+        inside = [(lab, py) for lab, py in pythons if lab != "pristine"]
+        if not in_do or not inside:
+            return
+        print("\nInside do(), instructions per I/O call (each run a "
+              "do()), and over the same build outside:\n")
+        print("| work | " + " | ".join(lab for lab, _ in inside) + " |")
+        print("|---" * (len(inside) + 1) + "|")
+        for w in works:
+            cells = []
+            for _, py in inside:
+                d = per_call(py, w, "do")
+                cells.append("%.1f (%.3fx)" % (d, d / per_call(py, w,
+                                                               "plain")))
+            print("| %s | %s |" % (w, " | ".join(cells)), flush=True)
 
 
 # -- thread-end -------------------------------------------------------------

@@ -23,12 +23,13 @@ _PySecret_StackTop:
         .cfi_endproc
         .size   _PySecret_StackTop, .-_PySecret_StackTop
 
-/* char *_PySecret_FirstNonzero(char *p, char *end)
+/* char *_PySecret_FirstNonzero(char *p, char *end, int vector)
  * The lowest non-zero 8-byte word in [p, end) (p 8-aligned), or end.
- * What it reads may be func's data: it leaves none of it in a register (a
- * signal frame pushed before the erasure's register zeroing would carry
- * it, possibly below what gets zeroed). 64 bytes a round (SSE2), then
- * word by word with memory compares. */
+ * What it reads may be func's data, and a signal can arrive at any
+ * instruction, its frame holding every register: so it never loads the data
+ * into a register, it only compares memory and keeps the flags. With AVX
+ * (vector >= 1) 32 bytes a test (vptest of the memory against all ones, a
+ * constant), else eight 8-byte compares a round; then word by word. */
         .globl  _PySecret_FirstNonzero
         .hidden _PySecret_FirstNonzero
         .type   _PySecret_FirstNonzero, @function
@@ -37,24 +38,45 @@ _PySecret_FirstNonzero:
         .cfi_startproc
         endbr64
         movq    %rdi, %rax
-        pxor    %xmm2, %xmm2
-.Lfnz_block:
-        leaq    64(%rax), %rdx
-        cmpq    %rsi, %rdx
+        testl   $3, %edx
+        jz      .Lfnz_scalar
+        vpcmpeqd %ymm0, %ymm0, %ymm0    /* all ones: not data */
+.Lfnz_avx:
+        leaq    64(%rax), %rcx
+        cmpq    %rsi, %rcx
+        ja      .Lfnz_avx_end
+        vptest  (%rax), %ymm0           /* ZF: the 32 bytes are zero */
+        jnz     .Lfnz_avx_end
+        vptest  32(%rax), %ymm0
+        jnz     .Lfnz_avx_end
+        movq    %rcx, %rax
+        jmp     .Lfnz_avx
+.Lfnz_avx_end:
+        vpxor   %xmm0, %xmm0, %xmm0
+        vzeroupper
+        jmp     .Lfnz_words
+.Lfnz_scalar:
+        leaq    64(%rax), %rcx
+        cmpq    %rsi, %rcx
         ja      .Lfnz_words
-        movdqu  (%rax), %xmm0
-        movdqu  16(%rax), %xmm1
-        por     %xmm1, %xmm0
-        movdqu  32(%rax), %xmm1
-        por     %xmm1, %xmm0
-        movdqu  48(%rax), %xmm1
-        por     %xmm1, %xmm0
-        pcmpeqb %xmm2, %xmm0            /* a mask now, not data */
-        pmovmskb %xmm0, %edx
-        cmpl    $0xffff, %edx
+        cmpq    $0, (%rax)
         jne     .Lfnz_words
-        addq    $64, %rax
-        jmp     .Lfnz_block
+        cmpq    $0, 8(%rax)
+        jne     .Lfnz_words
+        cmpq    $0, 16(%rax)
+        jne     .Lfnz_words
+        cmpq    $0, 24(%rax)
+        jne     .Lfnz_words
+        cmpq    $0, 32(%rax)
+        jne     .Lfnz_words
+        cmpq    $0, 40(%rax)
+        jne     .Lfnz_words
+        cmpq    $0, 48(%rax)
+        jne     .Lfnz_words
+        cmpq    $0, 56(%rax)
+        jne     .Lfnz_words
+        movq    %rcx, %rax
+        jmp     .Lfnz_scalar
 .Lfnz_words:
         cmpq    %rsi, %rax
         jae     .Lfnz_done
@@ -63,9 +85,6 @@ _PySecret_FirstNonzero:
         addq    $8, %rax
         jmp     .Lfnz_words
 .Lfnz_done:
-        pxor    %xmm0, %xmm0
-        pxor    %xmm1, %xmm1
-        xorl    %edx, %edx
         ret
         .cfi_endproc
         .size   _PySecret_FirstNonzero, .-_PySecret_FirstNonzero

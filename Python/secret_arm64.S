@@ -24,11 +24,15 @@ _PySecret_StackTop:
         .cfi_endproc
         .size   _PySecret_StackTop, .-_PySecret_StackTop
 
-/* char *_PySecret_FirstNonzero(char *p, char *end)
- * The lowest non-zero 8-byte word in [p, end) (p 8-aligned), or end.
- * What it reads may be func's data: it leaves none of it in a register (a
- * signal frame pushed before the erasure's register zeroing would carry
- * it). 32 bytes a round, then word by word. */
+/* char *_PySecret_FirstNonzero(char *p, char *end, int vector)
+ * The lowest non-zero 8-byte word in [p, end) (p 8-aligned), or end; vector
+ * is not used. What it reads may be func's data and AArch64 cannot compare
+ * memory without loading it: it clears x2-x5 before returning, but a signal
+ * that arrives during the scan saves them in its frame. Such a frame lands
+ * on the alternate stack (zeroed after this scan) or, for a handler without
+ * SA_ONSTACK, on this thread's stack below the scan's own frame, where the
+ * erasure's zeroing reaches only if the scan had not yet found the bottom
+ * of func's use (docs/erasure.md). 32 bytes a round, then word by word. */
         .globl  _PySecret_FirstNonzero
         .hidden _PySecret_FirstNonzero
         .type   _PySecret_FirstNonzero, %function

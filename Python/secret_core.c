@@ -222,7 +222,6 @@ _PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
 #endif
     erase_frame_stack(tstate, call);
 #if _PySecret_SUPPORTED
-    _PySecretStack_EraseAltStack();
     return _PySecretStack_Leave(call->top, ts->secret.depth == 0);
 #else
     return NULL;

@@ -917,8 +917,9 @@ adapt_window(size_t window, size_t used)
 }
 
 /* The lowest non-zero 8-byte word in [p, end) (8-aligned), or end: the
- * assembly, which leaves nothing it read in a register. */
-#define first_nonzero _PySecret_FirstNonzero
+ * assembly, which never loads what it reads into a register (x86-64). */
+#define first_nonzero(p, end) \
+    _PySecret_FirstNonzero((p), (end), _PySecret_vector)
 
 /* Trim the mapping so that it starts at `target` or a page below
  * (page-aligned, above stk.low; everything below target is zero). */

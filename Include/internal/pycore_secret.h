@@ -219,7 +219,9 @@ typedef struct {
 /* Assembly (secret_amd64.S, secret_arm64.S): leaves that use no stack, so
  * they may zero the stack right below their caller's frame. */
 extern char *_PySecret_StackTop(void);
-extern char *_PySecret_FirstNonzero(char *p, char *end);
+/* vector as for _PySecret_EraseStack: x86-64 scans 32 bytes a test with
+ * AVX, never loading what it scans into a register. */
+extern char *_PySecret_FirstNonzero(char *p, char *end, int vector);
 extern void _PySecret_EraseStack(void *low, int vector);
 /* The vector register file to erase, detected once (see secret_core.c). */
 extern int _PySecret_vector;
@@ -232,10 +234,10 @@ extern int _PySecret_IsEnabled(PyThreadState *tstate);
  * fallback mode (then there is nothing to leave). Never fails. */
 extern int _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call);
 
-/* Leave it: erase the interpreter frame stack and the alternate signal
- * stack, zero what func left on the C stack deeper than a window below
- * do's frame, and return the lowest address of that window that still
- * needs zeroing. Keeps a pending exception intact, never runs Python code. */
+/* Leave it: erase the interpreter frame stack, zero what func left on the
+ * C stack deeper than a window below do's frame, and return the lowest
+ * address of that window that still needs zeroing. Keeps a pending
+ * exception intact, never runs Python code. */
 extern void *_PySecret_Leave(PyThreadState *tstate, _PySecretCall *call);
 
 #if _PySecret_SUPPORTED
@@ -250,6 +252,9 @@ extern void *_PySecret_Leave(PyThreadState *tstate, _PySecretCall *call);
         _PySecret_EraseStack((void *)UINTPTR_MAX, _PySecret_vector); \
         void *_low = _PySecret_Leave((tstate), (call)); \
         _PySecret_EraseStack(_low, _PySecret_vector); \
+        /* Last: a signal that arrived during the erasure may have put \
+           a frame there. */ \
+        _PySecretStack_EraseAltStack(); \
     } while (0)
 #else
 #  define _PySecret_ENTER(tstate, call) ((void)(tstate), (void)(call), 0)
@@ -300,6 +305,8 @@ extern int _PySecretStack_ForkLost(void);
 /* Internal to the core (secret_core.c). */
 extern void _PySecretStack_Enter(char *top, int outermost);
 extern char *_PySecretStack_Leave(char *top, int outermost);
+/* Zero what signal frames left on the thread's alternate stack(s);
+ * _PySecret_LEAVE calls it last. */
 extern void _PySecretStack_EraseAltStack(void);
 extern char *_PySecretStack_ThreadExit(void);
 extern void _PySecretStack_ThreadStart(void);

@@ -253,6 +253,12 @@ _PySecret_ThreadStart(PyThreadState *tstate)
         _PySecret_tls.mode = 1;
         _PySecret_tls.idle = 1;
 #endif
+#if _PySecret_SUPPORTED
+        /* Its stack is set up now, as a first do() would: an idle point
+         * may come while the thread holds a lock (the secret heap's, in
+         * malloc), where setting up (which allocates) could deadlock. */
+        _PySecretStack_Enter(_PySecret_StackTop(), 0);
+#endif
     }
 }
 

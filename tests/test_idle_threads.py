@@ -408,3 +408,33 @@ def test_hundreds_of_threads_at_once(erase):
         else:
             assert all(n >= 1 for _, n in results), \
                 "a control found nothing: %r" % results
+
+
+def test_idle_points_among_native_allocation(erase):
+    """Threads started in do() that allocate without the GIL (zlib, hashing
+    large buffers: their malloc is the secret heap's) and wait on a shared
+    lock between rounds: idle points (any of which may come inside malloc,
+    when the secret heap's lock is contended) while the others allocate;
+    none deadlocks, each finishes its work."""
+    import hashlib
+    import zlib
+    data = os.urandom(1 << 20)
+    done = []
+    gate = threading.Lock()
+
+    def body(i):
+        for _ in range(20):
+            c = zlib.compress(data, 1)
+            assert zlib.decompress(c) == data
+            hashlib.sha256(data).digest()
+            with gate:
+                time.sleep(0.001)
+        done.append(i)
+
+    before = _testsecret.idle_points()[0]
+    ts = secret.do(lambda: [_start(lambda i=i: body(i)) for i in range(8)])
+    for t in ts:
+        t.join(300)
+    assert not any(t.is_alive() for t in ts), "a thread is stuck"
+    assert sorted(done) == list(range(8))
+    assert _testsecret.idle_points()[0] > before

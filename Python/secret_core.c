@@ -247,11 +247,71 @@ _PySecret_ThreadStart(PyThreadState *tstate)
         pthread_once(&init_flag, init_once);
 #if _Py_SECRET_HEAP
         /* Inherited secret mode: the thread allocates secretly for life
-           (the heap was reserved by the do() that started it). */
+           (the heap was reserved by the do() that started it), and its
+           stack is erased each time it goes idle. */
         _PySecret_tls.mode = 1;
+        _PySecret_tls.idle = 1;
+#endif
+#if _PySecret_SUPPORTED
+        /* Its stack is set up now, as a first do() would: an idle point
+         * may come while the thread holds a lock (the secret heap's, in
+         * malloc), where setting up (which allocates) could deadlock. */
+        _PySecretStack_Enter(_PySecret_StackTop(), 0);
 #endif
     }
 }
+
+#if _Py_SECRET_HEAP
+/* Idle points reached (any thread), and by this thread; whether they
+ * erase: for the tests (_testsecret), whose controls turn it off. */
+static uint64_t idle_total;
+static _Py_thread_local uint64_t idle_seen;
+static _Py_thread_local char *idle_top;
+static int idle_off;
+
+PyAPI_FUNC(uint64_t)
+_PySecret_TestIdleTotal(void)
+{
+    return _Py_atomic_load_uint64(&idle_total);
+}
+
+PyAPI_FUNC(uint64_t)
+_PySecret_TestIdleSeen(char **top)
+{
+    *top = idle_top;
+    return idle_seen;
+}
+
+PyAPI_FUNC(int)
+_PySecret_TestIdleErase(int on)
+{
+    int was = !_Py_atomic_load_int(&idle_off);
+    _Py_atomic_store_int(&idle_off, !on);
+    return was;
+}
+
+/* The thread is about to wait: the stack below this frame is dead, and
+ * what the work since the last idle point (or the thread's start) left
+ * there is found exactly as at a do() exit, whose top is this frame's. */
+__attribute__((noinline)) void
+_PySecret_Idle(void)
+{
+    char *top = _PySecret_StackTop();
+    idle_seen++;
+    idle_top = top;
+    _Py_atomic_add_uint64(&idle_total, 1);
+    if (_Py_atomic_load_int_relaxed(&idle_off)) {
+        return;
+    }
+    /* Registers first, as at a do() exit. No idle point inside this one
+     * (setting the stack up may wait on a mutex). */
+    _PySecret_EraseStack((void *)UINTPTR_MAX, _PySecret_vector);
+    _PySecret_tls.idle = 0;
+    char *low = _PySecretStack_Idle(top);
+    _PySecret_tls.idle = 1;
+    _PySecret_EraseStack(low, _PySecret_vector);
+}
+#endif
 
 void *
 _PySecret_ThreadExitPrepare(void)
@@ -262,6 +322,9 @@ _PySecret_ThreadExitPrepare(void)
         return NULL;
     }
     thread_is_secret = 0;
+#if _Py_SECRET_HEAP
+    _PySecret_tls.idle = 0;
+#endif
 #if _PySecret_SUPPORTED
     return _PySecretStack_ThreadExit();
 #else

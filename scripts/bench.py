@@ -22,6 +22,7 @@ Instruction counts, valgrind's callgrind (exact and repeatable):
   bench.py callgrind adaptive [LABEL=PYTHON ...] [--works LIST]
   bench.py callgrind io [LABEL=PYTHON ...] [--no-do] [--works LIST]
   bench.py callgrind thread-end [PYTHON ...]
+  bench.py callgrind locks [PYTHON ...]
   bench.py callgrind exceptions [PYTHON ...]
   bench.py callgrind do-exit [PYTHON ...]
   bench.py callgrind exit-gc [PYTHON]
@@ -127,6 +128,11 @@ def parser():
                          description=callgrind.thread_end.__doc__)
     w.add_argument("pythons", nargs="*", metavar="PYTHON",
                    help="experiment interpreters (default: the installed)")
+    w = works.add_parser("locks", help="lock waits outside do (patch 0028)",
+                         description=callgrind.locks.__doc__)
+    w.add_argument("pythons", nargs="*", metavar="PYTHON",
+                   help="interpreters (default: the installed pristine and "
+                   "experiment)")
     w = works.add_parser("exceptions",
                          help="raising and catching outside do",
                          description=callgrind.exceptions.__doc__)
@@ -231,6 +237,8 @@ def main(argv=None):
                      in_do=not a.no_do)
     elif a.work == "thread-end":
         callgrind.thread_end(a.pythons)
+    elif a.work == "locks":
+        callgrind.locks(a.pythons)
     elif a.work == "exceptions":
         callgrind.exceptions(a.pythons)
     elif a.work == "native":

@@ -55,6 +55,9 @@ typedef struct {
      * (compared, never dereferenced), NULL since its last do() entry: the
      * one test exception paths pay for the heap's reserve. */
     const void *heap_error;
+    /* A thread that inherited secret mode: erase its C stack below each
+     * idle point (_PySecret_IDLE). */
+    int idle;
 } _PySecretTLS;
 
 /* For shared extension modules (a thread-local is not exported). */
@@ -309,6 +312,7 @@ extern char *_PySecretStack_Leave(char *top, int outermost);
  * _PySecret_LEAVE calls it last. */
 extern void _PySecretStack_EraseAltStack(void);
 extern char *_PySecretStack_ThreadExit(void);
+extern char *_PySecretStack_Idle(char *top);
 extern void _PySecretStack_ThreadStart(void);
 #endif
 
@@ -338,6 +342,29 @@ extern void *_PySecret_ThreadExitPrepare(void);
     } while (0)
 #else
 #  define _PySecret_THREAD_EXIT() ((void)0)
+#endif
+
+
+/* --- Idle points (Python/parking_lot.c, Python/thread.c; spec §2, §3.2) --
+ *
+ * A thread that inherited secret mode lives on after the do() that started
+ * it (a pool's worker), so its end comes late. Each time it is about to
+ * block on a lock, a condition, an event or a queue (a wait that parks, or
+ * a PyThread lock's blocking acquire), what its finished work left on the C
+ * stack below the waiting frame, in the registers and on the alternate
+ * signal stack is erased first. Any other thread pays one test of a
+ * thread-local, and only on the path that blocks. */
+
+/* Called in the frame that waits: the stack below it is what it zeroes. */
+extern void _PySecret_Idle(void);
+
+#if defined(_PySecret_TLS_VISIBLE)
+#  define _PySecret_IDLE() \
+    do { \
+        if (__builtin_expect(_PySecret_tls.idle, 0)) { \
+            _PySecret_Idle(); \
+        } \
+    } while (0)
 #endif
 
 
@@ -378,6 +405,10 @@ extern PyObject **_PySecret_WidenFrameWindow(PyThreadState *tstate,
 
 /* Without the secret heap (no experiment, fallback mode, free threading)
  * the tests are constant: a hook compiles to what upstream has. */
+#ifndef _PySecret_IDLE
+#  define _PySecret_IDLE() ((void)0)
+#endif
+
 #ifndef _Py_SECRET_HEAP
 #  define _Py_SECRET_HEAP 0
 #  define _PySecret_InMode() 0

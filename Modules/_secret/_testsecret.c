@@ -1202,6 +1202,32 @@ foreign_main(void *arg)
     return NULL;
 }
 
+#if _Py_SECRET_HEAP
+/* Idle points of threads that inherited secret mode (secret_core.c). */
+PyAPI_FUNC(uint64_t) _PySecret_TestIdleTotal(void);
+PyAPI_FUNC(uint64_t) _PySecret_TestIdleSeen(char **top);
+PyAPI_FUNC(int) _PySecret_TestIdleErase(int on);
+
+static PyObject *
+idle_points(PyObject *module, PyObject *Py_UNUSED(arg))
+{
+    char *top = NULL;
+    unsigned long long seen = _PySecret_TestIdleSeen(&top);
+    return Py_BuildValue("KKK", (unsigned long long)_PySecret_TestIdleTotal(),
+                         seen, (unsigned long long)(uintptr_t)top);
+}
+
+static PyObject *
+idle_erase(PyObject *module, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(_PySecret_TestIdleErase(on));
+}
+#endif
+
 static PyObject *
 run_in_foreign_thread(PyObject *module, PyObject *args)
 {
@@ -1291,6 +1317,12 @@ static PyMethodDef testsecret_methods[] = {
     {"set_lock_chunk", set_lock_chunk, METH_O,
      "set_lock_chunk(n): lock the secret heap in chunks of n bytes (before "
      "the first do)"},
+    {"idle_points", idle_points, METH_NOARGS,
+     "idle_points() -> (idle points reached by any thread, by this one, "
+     "the waiting frame's address at this one's last)"},
+    {"idle_erase", idle_erase, METH_O,
+     "idle_erase(on) -> previous: whether idle points erase (the tests' "
+     "controls turn it off)"},
     {"torn_range", torn_range, METH_VARARGS,
      "torn_range(addresses, size) -> is each secret, if a thread saw the "
      "range's size published and not yet its base (before the first do)"},

@@ -496,6 +496,52 @@ def thread_end(pythons):
                   % (case, n / THREAD_END_N, py))
 
 
+# -- locks ------------------------------------------------------------------
+
+LOCKS_CHILD = r"""
+import sys, threading
+n, kind = int(sys.argv[1]), sys.argv[2]
+if kind == "uncontended":
+    lk = threading.Lock()
+    rl = threading.RLock()
+    for _ in range(n):
+        with lk:
+            pass
+        with rl:
+            pass
+else:
+    # Two threads hand a turn back and forth: each wait parks.
+    a, b = threading.Semaphore(0), threading.Semaphore(0)
+    def other():
+        for _ in range(n):
+            a.acquire()
+            b.release()
+    t = threading.Thread(target=other)
+    t.start()
+    for _ in range(n):
+        a.release()
+        b.acquire()
+    t.join()
+"""
+LOCKS_N = 5000
+
+
+def locks(pythons):
+    """What the idle points (patch 0028) cost outside do(): instructions
+    per iteration of an uncontended Lock and RLock acquire/release (the
+    hook is not on that path), and of a handoff between two threads
+    through semaphores (each wait parks: one test of a thread-local per
+    park), run N and 2N times, the difference over N; then the
+    instructions counted inside _PyParkingLot_Park per call."""
+    for py in pythons or [interpreter(v) for v in ("pristine",
+                                                   "experiment")]:
+        for kind in ("uncontended", "handoff"):
+            n1 = instructions(py, LOCKS_CHILD, str(LOCKS_N), kind)
+            n2 = instructions(py, LOCKS_CHILD, str(2 * LOCKS_N), kind)
+            print("%-12s %8.1f instructions per iteration  %s"
+                  % (kind, (n2 - n1) / LOCKS_N, py), flush=True)
+
+
 # -- exceptions -------------------------------------------------------------
 
 EXCEPTIONS_CHILD = r"""

@@ -158,6 +158,18 @@ class Secret:
             cut = len(h1) - len(h1) % 3   # base64 of a 3-byte multiple joins
             return Needle(form, base64.b64encode(h1[:cut]),
                           base64.b64encode(h1[cut:] + h2))
+        if form in ("base64+1", "base64+2"):
+            # The secret inside longer base64 text (a PEM key), starting 1
+            # or 2 bytes past a 3-byte boundary: the characters that encode
+            # only its own bytes, from its k-th byte on.
+            import base64
+            k = int(form[-1])
+            a = h1[k:]
+            cut = len(a) - len(a) % 3
+            tail = a[cut:] + h2
+            tail = tail[:len(tail) - len(tail) % 3]
+            return Needle(form, base64.b64encode(a[:cut]),
+                          base64.b64encode(tail))
         if form == "int":
             digits = _digits30(h1, h2)
             half = (len(digits) + 1) // 2

@@ -132,6 +132,13 @@ def outcomes(junit):
 
 
 def run_suite(py, tree, spec, label, work, extra_args, paths=None):
+    saved = os.path.join(work, "run-%s.json" % label)
+    if REUSE and os.path.exists(saved):
+        return json.load(open(saved))
+    if ONLY and not label.endswith(tuple(ONLY)) and \
+            not any(o in label for o in ONLY):
+        return {"label": label, "returncode": None, "seconds": None,
+                "counts": {}, "outcomes": None, "tail": ["not run"]}
     junit = os.path.join(work, "junit-%s.xml" % label)
     if os.path.exists(junit):
         os.unlink(junit)
@@ -151,9 +158,17 @@ def run_suite(py, tree, spec, label, work, extra_args, paths=None):
     counts = {}
     for k in (res or {}).values():
         counts[k] = counts.get(k, 0) + 1
-    return {"label": label, "returncode": r.returncode,
-            "seconds": round(secs, 1), "counts": counts,
-            "outcomes": res, "tail": tail.strip().splitlines()[-1:]}
+    out = {"label": label, "returncode": r.returncode,
+           "seconds": round(secs, 1), "counts": counts,
+           "outcomes": res, "tail": tail.strip().splitlines()[-1:],
+           "args": extra_args + (paths or spec["args"])}
+    with open(saved, "w") as f:
+        json.dump(out, f)
+    return out
+
+
+REUSE = False
+ONLY = ()
 
 
 def main():
@@ -166,11 +181,19 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "cpython-build",
                                                    "thirdparty"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the runs already recorded in --work")
+    ap.add_argument("--only", default="",
+                    help="comma-separated parts of run labels to run "
+                         "(pristine, experiment-do, scan); the rest not")
     ap.add_argument("--pristine", default=os.path.join(
         INSTALL, "pristine", "bin", "python3"))
     ap.add_argument("--experiment", default=os.path.join(
         INSTALL, "experiment", "bin", "python3"))
     a = ap.parse_args()
+    global REUSE, ONLY
+    REUSE = a.reuse
+    ONLY = tuple(x for x in a.only.split(",") if x)
     os.makedirs(a.work, exist_ok=True)
     pins = pinned()
     report = {"subset": a.subset, "suites": {}}
@@ -183,7 +206,7 @@ def main():
         pkgs = ["%s==%s" % (spec["dist"], v)] + \
             [p.format(v=v) for p in spec["extra"]]
         pys = {k: venv(p, os.path.join(a.work, "venv-%s-%s" % (k, name)),
-                       pkgs)
+                       pkgs) if os.path.exists(p) else p
                for k, p in (("pristine", a.pristine),
                             ("experiment", a.experiment))}
         runs = {

@@ -144,6 +144,10 @@ def run_suite(py, tree, spec, label, work, extra_args, paths=None):
         os.unlink(junit)
     env = dict(os.environ, PYTHONPATH=SCRIPTS, MALLOC_PERTURB_="0",
                PYTHONDONTWRITEBYTECODE="1")
+    if HEAP_SIZE and "pristine" not in label:
+        # cryptography's test_update_auto_chunking holds 1.6 GB at once:
+        # more than the default secret heap (1 GiB).
+        env["PYTHONSECRETHEAPSIZE"] = HEAP_SIZE
     cmd = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "-p", "pytest_secret_do", "-o", "console_output_style=classic",
            "--junitxml", junit] + extra_args + (paths or spec["args"])
@@ -161,7 +165,8 @@ def run_suite(py, tree, spec, label, work, extra_args, paths=None):
     out = {"label": label, "returncode": r.returncode,
            "seconds": round(secs, 1), "counts": counts,
            "outcomes": res, "tail": tail.strip().splitlines()[-1:],
-           "args": extra_args + (paths or spec["args"])}
+           "args": extra_args + (paths or spec["args"]),
+           "heap_size": env.get("PYTHONSECRETHEAPSIZE")}
     with open(saved, "w") as f:
         json.dump(out, f)
     return out
@@ -169,6 +174,7 @@ def run_suite(py, tree, spec, label, work, extra_args, paths=None):
 
 REUSE = False
 ONLY = ()
+HEAP_SIZE = None
 
 
 def main():
@@ -181,6 +187,9 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "cpython-build",
                                                    "thirdparty"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--heap-size", default="4G",
+                    help="PYTHONSECRETHEAPSIZE for the experiment's runs "
+                         "('' for the default)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse the runs already recorded in --work")
     ap.add_argument("--only", default="",
@@ -191,8 +200,9 @@ def main():
     ap.add_argument("--experiment", default=os.path.join(
         INSTALL, "experiment", "bin", "python3"))
     a = ap.parse_args()
-    global REUSE, ONLY
+    global REUSE, ONLY, HEAP_SIZE
     REUSE = a.reuse
+    HEAP_SIZE = a.heap_size
     ONLY = tuple(x for x in a.only.split(",") if x)
     os.makedirs(a.work, exist_ok=True)
     pins = pinned()

@@ -45,6 +45,17 @@ and raise a sanitized one after the ``except`` block::
         if claims is None:      # outside the except block: no __context__
             raise BadToken(path + ": not a JSON token")
         return check(claims)
+
+``survivors(keep=())`` lists the secret objects still alive outside
+``do``: what code in secret mode made and something still holds (a
+global, a cache, a closure, a thread-local), each with its type, size,
+what holds it and, when tracemalloc traced it, where it was allocated.
+Pass what ``do`` returned, and anything else kept on purpose, as
+``keep``::
+
+    token = secret.do(login, path)
+    for s in secret.survivors(keep=[token]):
+        print("\n".join(s.format()))
 """
 
 try:
@@ -58,7 +69,10 @@ except ImportError:
         name=__name__,
     ) from None
 
-__all__ = ["do", "enabled", "supported", "protections", "heap_info"]
+from secret._survivors import Survivor, survivors
+
+__all__ = ["do", "enabled", "supported", "protections", "heap_info",
+           "survivors", "Survivor"]
 
 
 def _after_fork_in_child():

@@ -12,6 +12,8 @@
 #include "pycore_hashtable.h"     // _Py_hashtable_new()
 #include "pycore_object_stack.h"  // _PyObjectStackChunk_New()
 #include "pycore_initconfig.h"    // _Py_GetEnv()
+#include "pycore_modsupport.h"    // _PyArg_CheckPositional()
+#include "pycore_object.h"        // _PyObject_IS_GC()
 #include "pycore_interp.h"        // PyInterpreterState.gc
 #include "pycore_pyerrors.h"      // _PyErr_FormatFromCause(),
                                   // _PyException_AddNote()
@@ -2025,6 +2027,344 @@ secret_fork_lost(PyObject *module, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(_PySecretStack_ForkLost());
 }
 
+/* --- Who holds what (secret.survivors(), spec §3.5) ------------------------
+ *
+ * One pass over every object the collector tracks, and over the locals of
+ * every thread's frames, finding who refers to the objects wanted: every
+ * secret block (targets None), or the objects of a set of addresses (the
+ * next step up a chain of referrers). An object the collector does not
+ * track (a dict or tuple of atomic values, a bytes) is reached through
+ * what refers to it; an untracked container is traversed in turn, since a
+ * cache dict of str to bytes stays untracked. The pass makes no object
+ * (the collector's lists stay as they are): it fills plain arrays, holding
+ * a reference to what it found, and the result is built afterwards. */
+
+enum { REF_OBJECT, REF_LOCAL, REF_THREAD, REF_NONE };
+
+typedef struct {
+    PyObject *target;       /* strong */
+    PyObject *ref;          /* strong: the referrer, or a frame's code */
+    int kind;               /* REF_* */
+    int index;              /* REF_LOCAL: localsplus index, REF_THREAD: field */
+    int line;               /* REF_LOCAL */
+    unsigned long thread_id;
+} ref_pair;
+
+typedef struct {
+    _Py_hashtable_t *targets;   /* NULL: every secret block */
+    _Py_hashtable_t *ignore;    /* the caller's own containers, or NULL */
+    _Py_hashtable_t *seen;      /* untracked containers already traversed */
+    _Py_hashtable_t *counts;    /* target -> referrers recorded */
+    Py_ssize_t max_per;
+    ref_pair *pairs;
+    size_t n, cap;
+    PyObject **stack;
+    size_t sn, scap;
+    PyObject *current;
+    int failed;
+} ref_walk;
+
+static const char *const thread_fields[] = {
+    "dict", "current_exception", "handled_exception"};
+
+static int
+ref_wanted(ref_walk *w, PyObject *op)
+{
+    if (w->targets == NULL) {
+        return _PySecret_IsSecret(op);
+    }
+    return _Py_hashtable_get(w->targets, op) != NULL;
+}
+
+static int
+ref_grow(void **arr, size_t *cap, size_t item)
+{
+    size_t n = *cap ? *cap * 2 : 256;
+    void *p = plain_realloc(*arr, n * item);
+    if (p == NULL) {
+        return -1;
+    }
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+/* Record that ref (kind) refers to target, up to max_per referrers a
+ * target (REF_NONE, "it exists", is always recorded once). */
+static void
+ref_add(ref_walk *w, PyObject *target, PyObject *ref, int kind, int index,
+        int line, unsigned long thread_id)
+{
+    if (w->failed) {
+        return;
+    }
+    uintptr_t c = (uintptr_t)_Py_hashtable_get(w->counts, target);
+    if (kind != REF_NONE && (Py_ssize_t)c >= w->max_per) {
+        return;
+    }
+    if (w->n == w->cap
+        && ref_grow((void **)&w->pairs, &w->cap, sizeof(ref_pair)) < 0)
+    {
+        w->failed = 1;
+        return;
+    }
+    if (kind != REF_NONE
+        && _Py_hashtable_set(w->counts, target, (void *)(c + 1)) < 0)
+    {
+        w->failed = 1;
+        return;
+    }
+    w->pairs[w->n++] = (ref_pair){Py_NewRef(target), Py_XNewRef(ref), kind,
+                                  index, line, thread_id};
+}
+
+static int
+ref_visit(PyObject *op, void *arg)
+{
+    ref_walk *w = arg;
+    if (op == NULL) {
+        return 0;
+    }
+    if (ref_wanted(w, op)) {
+        ref_add(w, op, w->current, REF_OBJECT, 0, 0, 0);
+    }
+    if (_PyObject_IS_GC(op) && !_PyObject_GC_IS_TRACKED(op)
+        && _Py_hashtable_get(w->seen, op) == NULL
+        && (w->ignore == NULL || _Py_hashtable_get(w->ignore, op) == NULL))
+    {
+        if (_Py_hashtable_set(w->seen, op, (void *)1) < 0
+            || (w->sn == w->scap
+                && ref_grow((void **)&w->stack, &w->scap,
+                            sizeof(PyObject *)) < 0))
+        {
+            w->failed = 1;
+            return 0;
+        }
+        w->stack[w->sn++] = op;
+    }
+    return 0;
+}
+
+/* Traverse op, then the untracked containers reached from it. */
+static void
+ref_traverse(ref_walk *w, PyObject *op)
+{
+    w->current = op;
+    Py_TYPE(op)->tp_traverse(op, ref_visit, w);
+    while (w->sn > 0 && !w->failed) {
+        w->current = w->stack[--w->sn];
+        Py_TYPE(w->current)->tp_traverse(w->current, ref_visit, w);
+    }
+    w->sn = 0;
+}
+
+static void
+ref_frames(ref_walk *w, PyInterpreterState *interp)
+{
+    for (PyThreadState *t = interp->threads.head; t != NULL; t = t->next) {
+        PyObject *fields[] = {
+            t->dict, t->current_exception,
+            t->exc_info != NULL ? t->exc_info->exc_value : NULL};
+        for (int i = 0; i < (int)Py_ARRAY_LENGTH(fields); i++) {
+            if (fields[i] != NULL && fields[i] != Py_None
+                && ref_wanted(w, fields[i]))
+            {
+                ref_add(w, fields[i], NULL, REF_THREAD, i, 0, t->thread_id);
+            }
+        }
+        for (_PyInterpreterFrame *f = t->current_frame; f != NULL;
+             f = f->previous)
+        {
+            if (f->owner == FRAME_OWNED_BY_CSTACK
+                || !PyCode_Check(f->f_executable)
+                || _PyFrame_IsIncomplete(f))
+            {
+                continue;
+            }
+            PyCodeObject *co = (PyCodeObject *)f->f_executable;
+            int line = -1;
+            for (int i = 0; i < co->co_nlocalsplus; i++) {
+                PyObject *v = f->localsplus[i];
+                if (v == NULL) {
+                    continue;
+                }
+                if (ref_wanted(w, v)) {
+                    if (line == -1) {
+                        line = PyUnstable_InterpreterFrame_GetLine(f);
+                    }
+                    ref_add(w, v, (PyObject *)co, REF_LOCAL, i, line,
+                            t->thread_id);
+                }
+            }
+        }
+    }
+}
+
+static void
+ref_walk_free(ref_walk *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        Py_DECREF(w->pairs[i].target);
+        Py_XDECREF(w->pairs[i].ref);
+    }
+    plain_free(w->pairs);
+    plain_free(w->stack);
+    if (w->targets != NULL) {
+        _Py_hashtable_destroy(w->targets);
+    }
+    if (w->ignore != NULL) {
+        _Py_hashtable_destroy(w->ignore);
+    }
+    if (w->seen != NULL) {
+        _Py_hashtable_destroy(w->seen);
+    }
+    if (w->counts != NULL) {
+        _Py_hashtable_destroy(w->counts);
+    }
+}
+
+static PyObject *
+ref_pair_tuple(ref_pair *p)
+{
+    switch (p->kind) {
+    case REF_OBJECT:
+        return Py_BuildValue("(OiO)", p->target, p->kind, p->ref);
+    case REF_LOCAL: {
+        PyCodeObject *co = (PyCodeObject *)p->ref;
+        PyObject *name = PyTuple_GET_ITEM(co->co_localsplusnames, p->index);
+        return Py_BuildValue("(Oi(OOik))", p->target, p->kind, co, name,
+                             p->line, p->thread_id);
+    }
+    case REF_THREAD:
+        return Py_BuildValue("(Oi(sk))", p->target, p->kind,
+                             thread_fields[p->index], p->thread_id);
+    default:
+        return Py_BuildValue("(OiO)", p->target, p->kind, Py_None);
+    }
+}
+
+/* A set of the addresses in an iterable of ints (ids). */
+static _Py_hashtable_t *
+address_set(PyObject *ids)
+{
+    PyObject *it = PyObject_GetIter(ids);
+    if (it == NULL) {
+        return NULL;
+    }
+    _Py_hashtable_t *set = pointer_set(NULL);
+    PyObject *item;
+    while (set != NULL && (item = PyIter_Next(it)) != NULL) {
+        void *addr = PyLong_AsVoidPtr(item);
+        Py_DECREF(item);
+        if ((addr == NULL && PyErr_Occurred())
+            || _Py_hashtable_set(set, addr, (void *)1) < 0)
+        {
+            break;
+        }
+    }
+    Py_DECREF(it);
+    if (set == NULL || PyErr_Occurred()) {
+        if (set != NULL) {
+            _Py_hashtable_destroy(set);
+        }
+        else {
+            PyErr_NoMemory();
+        }
+        return NULL;
+    }
+    return set;
+}
+
+PyDoc_STRVAR(secret_referrers_doc,
+"_referrers(targets, max_per, ignore, /)\n"
+"--\n"
+"\n"
+"For secret.survivors(): a list of (target, kind, referrer) for every\n"
+"secret block that is an object (targets None) or every object whose id\n"
+"is in the set targets, found from the objects the collector tracks and\n"
+"the locals of every thread's frames; kind 0: referrer is an object,\n"
+"1: (code, local name, line, thread id), 2: (thread state field, thread\n"
+"id), 3: none (a tracked target, listed once). At most max_per\n"
+"referrers a target. ignore: None or the ids of the caller's own\n"
+"containers, which are neither referrers nor traversed.");
+
+static PyObject *
+secret_is_secret(PyObject *module, PyObject *obj)
+{
+    return PyBool_FromLong(_PySecret_IsSecret(obj));
+}
+
+static PyObject *
+secret_referrers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!_PyArg_CheckPositional("_referrers", nargs, 3, 3)) {
+        return NULL;
+    }
+    Py_ssize_t max_per = PyLong_AsSsize_t(args[1]);
+    if (max_per == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    ref_walk w = {.max_per = max_per};
+    PyObject *result = NULL;
+    w.seen = pointer_set(NULL);
+    w.counts = pointer_set(NULL);
+    if (w.seen == NULL || w.counts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Read the addresses first: the walk makes no object. */
+    if (args[0] != Py_None && (w.targets = address_set(args[0])) == NULL) {
+        goto done;
+    }
+    if (args[2] != Py_None && (w.ignore = address_set(args[2])) == NULL) {
+        goto done;
+    }
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    struct _gc_runtime_state *gc = &interp->gc;
+    PyGC_Head *lists[NUM_GENERATIONS + 1];
+    for (int i = 0; i < NUM_GENERATIONS; i++) {
+        lists[i] = &gc->generations[i].head;
+    }
+    lists[NUM_GENERATIONS] = &gc->permanent_generation.head;
+    for (int i = 0; i <= NUM_GENERATIONS && !w.failed; i++) {
+        for (PyGC_Head *p = _PyGCHead_NEXT(lists[i]); p != lists[i];
+             p = _PyGCHead_NEXT(p))
+        {
+            PyObject *op = _Py_FROM_GC(p);
+            if (w.ignore != NULL && _Py_hashtable_get(w.ignore, op)) {
+                continue;
+            }
+            if (ref_wanted(&w, op)) {
+                ref_add(&w, op, NULL, REF_NONE, 0, 0, 0);
+            }
+            ref_traverse(&w, op);
+            if (w.failed) {
+                break;
+            }
+        }
+    }
+    if (!w.failed) {
+        ref_frames(&w, interp);
+    }
+    if (w.failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Now objects may be made: a collection this causes cannot free what
+     * the pairs hold. */
+    result = PyList_New(0);
+    for (size_t i = 0; result != NULL && i < w.n; i++) {
+        PyObject *t = ref_pair_tuple(&w.pairs[i]);
+        if (t == NULL || PyList_Append(result, t) < 0) {
+            Py_CLEAR(result);
+        }
+        Py_XDECREF(t);
+    }
+done:
+    ref_walk_free(&w);
+    return result;
+}
+
 static PyMethodDef secret_methods[] = {
     {"do", _PyCFunction_CAST(secret_do), METH_FASTCALL | METH_KEYWORDS,
      secret_do_doc},
@@ -2032,6 +2372,10 @@ static PyMethodDef secret_methods[] = {
     {"supported", secret_supported, METH_NOARGS, secret_supported_doc},
     {"protections", secret_protections, METH_NOARGS, secret_protections_doc},
     {"heap_info", secret_heap_info, METH_NOARGS, secret_heap_info_doc},
+    {"_referrers", _PyCFunction_CAST(secret_referrers), METH_FASTCALL,
+     secret_referrers_doc},
+    {"_is_secret", secret_is_secret, METH_O,
+     "_is_secret(obj): whether obj is a block of the secret heap"},
     {"_fork_lost", secret_fork_lost, METH_NOARGS,
      "_fork_lost(): in a fork() child, how many other threads were inside "
      "do() at the fork"},

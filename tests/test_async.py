@@ -454,6 +454,10 @@ def test_aiterate():
 
 # --- generated interleavings ---------------------------------------------
 
+class Escaped(Exception):
+    pass
+
+
 class Program:
     """A random program: tasks, some protected, each a random sequence of
     actions; every step of every task records its mode, whether what it
@@ -461,18 +465,23 @@ class Program:
     pattern it finds below its own frame."""
 
     ACTIONS = ["sleep0", "sleep", "nested", "child", "do", "do_async",
-               "raise", "queue", "stack"]
+               "raise", "queue", "stack", "timeout", "escape"]
 
     def __init__(self, seed, wrap=True):
         self.rng = random.Random(seed)
         self.wrap = wrap
         self.pattern = new_pattern()
         self.records = []           # (protected, mode, secret_alloc, hits)
-        self.failures = []
+        self.escaped = []           # (protected, body frames in traceback)
 
     def check(self, protected):
-        buf = bytearray(16)
-        self.records.append((protected, secret.enabled(), is_secret(buf),
+        # What the step allocates, of several kinds (free lists included):
+        # all secret in a protected step, none in another.
+        made = [bytearray(16), [protected], {"k": protected}, float(
+            len(self.records)) + 0.5, str(len(self.records)) + "x", (1, [])]
+        kinds = {is_secret(o) for o in made}
+        self.records.append((protected, secret.enabled(),
+                             kinds.pop() if len(kinds) == 1 else None,
                              0 if protected else stack_hits(self.pattern)))
 
     async def nested(self, protected, depth):
@@ -509,6 +518,16 @@ class Program:
                 await asyncio.sleep(0)
             elif act == "stack":
                 await asyncio.sleep(0)
+            elif act == "timeout":
+                try:
+                    async with asyncio.timeout(0):
+                        await asyncio.sleep(1)
+                except TimeoutError:
+                    pass
+            elif act == "escape":
+                await asyncio.sleep(0)
+                self.check(protected)
+                raise Escaped(protected)
             self.check(protected)
 
     async def raiser(self, protected):
@@ -538,18 +557,24 @@ class Program:
             if self.rng.random() < 0.2:
                 await asyncio.sleep(0)
                 t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, Escaped):
+                # (protected, the body's frames still reachable)
+                self.escaped.append((r.args[0], "body" in frames_of(r)))
         drainer.cancel()
         await asyncio.gather(drainer, return_exceptions=True)
 
 
-def run_program(seed, wrap, loop_factory=None):
+def run_program(seed, wrap, loop_factory=None, escaped=None):
     prog = Program(seed, wrap)
     if loop_factory is None:
         asyncio.run(prog.main())
     else:
         with asyncio.Runner(loop_factory=loop_factory) as r:
             r.run(prog.main())
+    if escaped is not None:
+        escaped += prog.escaped
     return prog.records
 
 
@@ -563,10 +588,11 @@ def judge(records):
 
 def interleavings(n, loop_factory=None):
     modes_caught = stacks_caught = 0
+    esc, esc_ctl = [], []
     for seed in range(n):
-        rec = run_program(seed, True, loop_factory)
+        rec = run_program(seed, True, loop_factory, esc)
         assert judge(rec) == [], seed
-        ctl = run_program(seed, False, loop_factory)
+        ctl = run_program(seed, False, loop_factory, esc_ctl)
         modes_caught += any(r[0] != r[1] or r[0] != r[2] for r in ctl)
         stacks_caught += any(r[3] for r in ctl if not r[0])
     # The control (no do_async) must be caught by the same judge: every
@@ -575,6 +601,11 @@ def interleavings(n, loop_factory=None):
     # a protected one has nothing to find).
     assert modes_caught == n
     assert stacks_caught > n // 2, stacks_caught
+    # An exception that leaves a protected body holds none of its frames;
+    # without do_async it does (and an unprotected body's always does).
+    assert [p for p, frames in esc if p and frames] == []
+    assert any(p for p, _ in esc)
+    assert all(frames for _, frames in esc_ctl) and esc_ctl
 
 
 def test_generated_interleavings_default_loop():

@@ -6,6 +6,7 @@ interpreter's bench venv (cpython-build/venv/bench, made the first time):
   bench.py do [OUT.json] [pyperf options]       secret.do()'s own cost
   bench.py inside [OUT.json] [pyperf options]   work in do vs outside
   bench.py exit-gc [OUT.json] [pyperf options]  the exit collection
+  bench.py async [OUT.json] [pyperf options]    a do_async() step
   bench.py report OUT.json                      the table of a run
 
 pyperformance, interpreter copies under cpython-build/bench:
@@ -49,7 +50,8 @@ from benchlib import pyperformance_run
 # table of `report`). Their arguments after OUT are pyperf's.
 PYPERF = {"do": ("do_cost.py", "bench-do.json", True),
           "inside": ("inside.py", "bench-heap-inside.json", False),
-          "exit-gc": ("exit_gc.py", "bench-exit-gc.json", True)}
+          "exit-gc": ("exit_gc.py", "bench-exit-gc.json", True),
+          "async": ("async_cost.py", "bench-async.json", True)}
 
 
 def first_line(module):
@@ -78,7 +80,7 @@ def parser():
             "every other argument goes to pyperf (e.g. --fast, --rigorous,\n"
             "-p N, --values N, --loops N)." % (script_doc(script), out),
             formatter_class=argparse.RawDescriptionHelpFormatter)
-    p = sub.add_parser("report", help="the table of a do or exit-gc run",
+    p = sub.add_parser("report", help="the table of a do, exit-gc or async run",
                        description=first_line(report))
     p.add_argument("json", metavar="OUT.json")
     p = sub.add_parser("pyperformance", help="pyperformance comparisons",

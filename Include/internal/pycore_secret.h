@@ -129,6 +129,15 @@ _PySecret_RestoreMode(int saved)
     _PySecret_tls.mode = saved;
 }
 
+/* Objects/genobject.c, Python/bytecodes.c (spec §2.1): a generator,
+ * coroutine or async generator made in secret mode (a secret block) runs
+ * each step in secret mode, whoever resumes it. Resumed outside secret
+ * mode, its step must go through genobject.c, which enters and leaves
+ * around it; the eval loop does not run such a frame inline. (The name
+ * ends in "Check": the cases generator then knows it escapes nowhere.) */
+#  define _PySecret_GenStepCheck(gen) \
+    (_PySecret_IsSecret(gen) && _PySecret_tls.mode <= 0)
+
 /* Python/gc.c. _PyObject_GC_Link(): secret.do() collects at its exit only
  * if func made GC objects, which this counts. */
 static inline void
@@ -413,6 +422,11 @@ extern PyObject **_PySecret_WidenFrameWindow(PyThreadState *tstate,
 #  define _Py_SECRET_HEAP 0
 #  define _PySecret_InMode() 0
 #  define _PySecret_IsSecret(p) ((void)(p), 0)
+#endif
+#if !defined(_Py_SECRET_HEAP) || !_Py_SECRET_HEAP \
+    || !defined(_PySecret_TLS_VISIBLE)
+#  undef _PySecret_GenStepCheck
+#  define _PySecret_GenStepCheck(gen) ((void)(gen), 0)
 #endif
 
 

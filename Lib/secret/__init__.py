@@ -56,10 +56,36 @@ Pass what ``do`` returned, and anything else kept on purpose, as
     token = secret.do(login, path)
     for s in secret.survivors(keep=[token]):
         print("\n".join(s.format()))
+
+Coroutines, generators and async generators run later than the call that
+makes them, so ``do`` refuses them (``TypeError``); three calls protect
+them a step at a time, each step (from a resume to the next suspension)
+running in secret mode and erased at the suspension, before any other code
+of the thread runs::
+
+    async def handler(reader, writer):
+        return await secret.do_async(serve, reader, writer)
+
+    for block in secret.iterate(decrypt_blocks, key_path, stream):
+        ...
+
+    async for record in secret.aiterate(fetch_and_decrypt, url):
+        ...
+
+Coroutines, generators and tasks made during a step (``asyncio.create_task``,
+``TaskGroup``, ``gather``) are protected the same way wherever they are
+resumed. When the body finishes (return, exception, cancellation), what
+``do`` guarantees at its exit holds. Between steps the thread is not in
+secret mode: other tasks of the event loop never run in it.
+Greenlets (greenlet, gevent) are not covered: a greenlet switch inside
+``do`` leaves the whole thread in secret mode.
 """
 
+import types as _types
+
 try:
-    from _secret import do, enabled, supported, protections, heap_info
+    from _secret import (do, do_async, enabled, supported, protections,
+                         heap_info, _do_make)
 except ImportError:
     raise ImportError(
         "the 'secret' module needs an interpreter built with the "
@@ -73,6 +99,108 @@ from secret._survivors import Survivor, survivors
 
 __all__ = ["do", "enabled", "supported", "protections", "heap_info",
            "survivors", "Survivor"]
+
+__all__ = ["do", "do_async", "iterate", "aiterate", "enabled", "supported",
+           "protections", "heap_info"]
+
+
+def iterate(func, /, *args, **kwargs):
+    """Iterate over the generator func(*args, **kwargs) makes, each step
+    in secret mode.
+
+    func is called in secret mode and must return a generator; every
+    next(), send(), throw() and close() of the returned iterator runs one
+    step of it inside do() (its exit work included: the exception that
+    leaves a step carries no frame of the generator). The generator object
+    is secret: resumed by other means it still runs each step in secret
+    mode.
+    """
+    gen = _do_make(func, *args, **kwargs)
+    if not isinstance(gen, _types.GeneratorType):
+        _close(gen)
+        raise TypeError("secret.iterate() needs a generator function: %r "
+                        "returned %s" % (func, type(gen).__name__))
+    return _Steps(gen)
+
+
+class _Steps:
+    """What secret.iterate() returns: a generator's steps, each in do()."""
+
+    __slots__ = ("_gen",)
+
+    def __init__(self, gen):
+        self._gen = gen
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return _do_make(self._gen.__next__)
+
+    def send(self, value):
+        return _do_make(self._gen.send, value)
+
+    def throw(self, *args):
+        return _do_make(self._gen.throw, *args)
+
+    def close(self):
+        return _do_make(self._gen.close)
+
+
+def aiterate(func, /, *args, **kwargs):
+    """Iterate asynchronously (async for) over the async generator
+    func(*args, **kwargs) makes, each step in secret mode.
+
+    func is called in secret mode and must return an async generator;
+    each __anext__(), asend(), athrow() and aclose() of the returned
+    iterator is awaited through do_async(). The async generator object is
+    secret: resumed by other means it still runs each step in secret mode.
+    """
+    agen = _do_make(func, *args, **kwargs)
+    if not isinstance(agen, _types.AsyncGeneratorType):
+        _close(agen)
+        raise TypeError("secret.aiterate() needs an async generator "
+                        "function: %r returned %s"
+                        % (func, type(agen).__name__))
+    return _AsyncSteps(agen)
+
+
+class _AsyncSteps:
+    """What secret.aiterate() returns: an async generator's steps, each
+    awaited through do_async()."""
+
+    __slots__ = ("_agen",)
+
+    def __init__(self, agen):
+        self._agen = agen
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        return do_async(self._agen.__anext__)
+
+    def asend(self, value):
+        return do_async(self._agen.asend, value)
+
+    def athrow(self, *args):
+        return do_async(self._agen.athrow, *args)
+
+    def aclose(self):
+        return do_async(self._agen.aclose)
+
+
+def _close(obj):
+    # What func made is closed in secret mode (its finally blocks run
+    # protected), as do() closes what it refuses.
+    close = getattr(obj, "close", None)
+    if isinstance(obj, (_types.CoroutineType, _types.GeneratorType)):
+        _do_make(close)
+    elif isinstance(obj, _types.AsyncGeneratorType):
+        try:
+            _do_make(obj.aclose().send, None)
+        except StopIteration:
+            pass
 
 
 def _after_fork_in_child():

@@ -78,6 +78,7 @@ typedef struct {
      * builtins and code stand in for func's in a cleared frame (see "The
      * exception that leaves do()"). */
     PyObject *placeholder;
+    PyObject *async_call_type;      /* what do_async() returns */
 } secret_state;
 
 /* When do() began, for the exception that leaves it (see do_epoch). */
@@ -145,6 +146,19 @@ deferred_kind(PyObject *obj)
     return NULL;
 }
 
+/* The API that protects what deferred_kind() names (spec §2.1). */
+static const char *
+deferred_api(PyObject *obj)
+{
+    if (PyAsyncGen_CheckExact(obj)) {
+        return "'async for ... in secret.aiterate(func, ...)'";
+    }
+    if (PyGen_Check(obj) && !PyCoro_CheckExact(obj)) {
+        return "secret.iterate(func, ...)";
+    }
+    return "'await secret.do_async(func, ...)'";
+}
+
 /* func returned a coroutine, generator or async generator (res, consumed):
  * its body would run later, outside secret mode. Close it and raise
  * TypeError; returns NULL. */
@@ -152,6 +166,7 @@ static SECRET_COLD PyObject *
 refuse_deferred(PyObject *func, PyObject *res)
 {
     const char *kind = deferred_kind(res);
+    const char *api = deferred_api(res);
     int closed = close_deferred(res);
     Py_DECREF(res);
     if (closed < 0) {
@@ -165,9 +180,8 @@ refuse_deferred(PyObject *func, PyObject *res)
         PyErr_Format(
             PyExc_TypeError,
             "secret.do() cannot protect %R: it returned %s, whose body "
-            "would run outside secret mode; call secret.do() on "
-            "synchronous code inside it instead",
-            func, kind);
+            "would run outside secret mode; use %s instead",
+            func, kind, api);
     }
     return NULL;
 }
@@ -1795,11 +1809,14 @@ PyDoc_STRVAR(secret_do_doc,
 "Returns what func returns and raises what it raises. On every way out,\n"
 "the memory func used is erased as far as this build supports (see\n"
 "protections()). func must do its work before it returns: a coroutine,\n"
-"generator or async generator result is closed and TypeError is raised.");
+"generator or async generator result is closed and TypeError is raised\n"
+"(do_async(), iterate() and aiterate() protect those).");
 
-static PyObject *
-secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
-          PyObject *kwnames)
+/* make: return a coroutine, generator or async generator func made
+ * instead of refusing it (secret_do_make). */
+static inline PyObject *
+do_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
+        PyObject *kwnames, int make)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (nargs < 1) {
@@ -1842,7 +1859,7 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
             strip_until_settled(tstate, module, epoch);
         }
     }
-    else if (deferred_kind(res) != NULL) {
+    else if (!make && deferred_kind(res) != NULL) {
         res = refuse_deferred(func, res);
         if (entered) {
             /* its cause is func's */
@@ -1868,6 +1885,519 @@ secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         _PySecret_LEAVE(tstate, &call);
     }
     return res;
+}
+
+static PyObject *
+secret_do(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
+          PyObject *kwnames)
+{
+    return do_impl(module, args, nargsf, kwnames, 0);
+}
+
+/* For Lib/secret's iterate() and aiterate(): do() that returns the
+ * generator or coroutine func made (a secret block: each of its steps then
+ * runs in secret mode wherever it is resumed, patch 0029), and that runs
+ * each of their steps with do()'s exit work (a yielded value may be a
+ * generator). */
+static PyObject *
+secret_do_make(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
+               PyObject *kwnames)
+{
+    return do_impl(module, args, nargsf, kwnames, 1);
+}
+
+/* ---- secret.do_async() (spec §2.1) -------------------------------------
+ *
+ * An awaitable that runs an async function's body one step at a time, each
+ * step (from a resume to the next suspension) inside its own do() entry and
+ * exit: send(), throw() and close() enter secret mode in this frame, drive
+ * the coroutine func made (a secret block) one step with PyIter_Send() or
+ * its throw()/close(), and leave, erasing what the step left in registers,
+ * on the C stack and in the frame stack before the event loop runs again.
+ * Between steps the thread is not in secret mode. Coroutines, generators
+ * and tasks a step creates are secret blocks, so each of their steps runs
+ * in secret mode wherever it is resumed (Objects/genobject.c, patch 0029).
+ * The last step (func returned, raised, was cancelled or closed) finishes
+ * as do() does: the leaving exception is stripped, and the outermost
+ * collects the cyclic garbage func made, in secret mode, before leaving. */
+
+enum { DA_CREATED, DA_SUSPENDED, DA_RUNNING, DA_DONE };
+enum { DA_SEND, DA_THROW, DA_CLOSE };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *func;         /* until the first step */
+    PyObject *args;         /* a tuple, until the first step */
+    PyObject *kwargs;       /* a dict or NULL, until the first step */
+    PyObject *inner;        /* what the steps drive, between first and last */
+    int state;
+#if _Py_SECRET_HEAP
+    int collects;           /* first step at depth 0: collects at the end */
+    exit_gc gcs;
+#endif
+} async_call;
+
+/* Raise what throw(typ[, val[, tb]]) names, for a call that never ran. */
+static void
+raise_thrown(PyObject *const *targs, Py_ssize_t n)
+{
+    PyObject *typ = targs[0];
+    PyObject *val = n > 1 && targs[1] != Py_None ? targs[1] : NULL;
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    }
+    else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving "
+                        "from BaseException");
+    }
+}
+
+/* A call's result as what the steps drive: a coroutine, or the iterator
+ * of another awaitable. Consumes made. */
+static PyObject *
+awaited_iter(PyObject *func, PyObject *made)
+{
+    if (PyCoro_CheckExact(made)) {
+        return made;
+    }
+    if (PyGen_CheckExact(made) || PyAsyncGen_CheckExact(made)) {
+        const char *kind = deferred_kind(made);
+        const char *api = deferred_api(made);
+        (void)close_deferred(made);
+        Py_DECREF(made);
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "secret.do_async() needs a coroutine: %R returned %s; "
+                     "use %s", func, kind, api);
+        return NULL;
+    }
+    PyObject *it = _PyCoro_GetAwaitableIter(made);
+    if (it == NULL) {
+        _PyErr_FormatFromCause(
+            PyExc_TypeError,
+            "secret.do_async() needs a coroutine function or a function "
+            "that returns an awaitable: %R returned %T", func, made);
+    }
+    Py_DECREF(made);
+    return it;
+}
+
+/* The step's work, in secret mode: make the coroutine (first step), then
+ * drive it once. */
+static PySendResult
+async_call_run(async_call *self, int how, PyObject *arg,
+               PyObject *const *targs, Py_ssize_t ntargs, PyObject **presult)
+{
+    PyObject *res = NULL;
+    if (self->inner == NULL) {
+        PyObject *func = self->func, *args = self->args;
+        PyObject *kwargs = self->kwargs;
+        self->func = self->args = self->kwargs = NULL;
+        PyObject *made = PyObject_Call(func, args, kwargs);
+        Py_DECREF(args);
+        Py_XDECREF(kwargs);
+        self->inner = made == NULL ? NULL : awaited_iter(func, made);
+        Py_DECREF(func);
+        if (self->inner == NULL) {
+            return PYGEN_ERROR;
+        }
+    }
+    if (how == DA_SEND) {
+        return PyIter_Send(self->inner, arg, presult);
+    }
+    if (how == DA_THROW) {
+        PyObject *stack[4] = {self->inner};
+        for (Py_ssize_t i = 0; i < ntargs; i++) {
+            stack[i + 1] = targs[i];
+        }
+        res = PyObject_VectorcallMethod(&_Py_ID(throw), stack, ntargs + 1,
+                                        NULL);
+        if (res != NULL) {
+            *presult = res;
+            return PYGEN_NEXT;
+        }
+        if (_PyGen_FetchStopIterationValue(presult) == 0) {
+            return PYGEN_RETURN;
+        }
+        return PYGEN_ERROR;
+    }
+    /* DA_CLOSE */
+    PyObject *close;
+    if (PyObject_GetOptionalAttr(self->inner, &_Py_ID(close), &close) < 0) {
+        return PYGEN_ERROR;
+    }
+    if (close == NULL) {
+        *presult = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    res = PyObject_CallNoArgs(close);
+    Py_DECREF(close);
+    if (res == NULL) {
+        return PYGEN_ERROR;
+    }
+    *presult = res;
+    return PYGEN_RETURN;
+}
+
+/* One step: send(arg), throw(*targs) or close(). */
+static PySendResult
+async_call_step(async_call *self, int how, PyObject *arg,
+                PyObject *const *targs, Py_ssize_t ntargs,
+                PyObject **presult)
+{
+    *presult = NULL;
+    if (self->state == DA_RUNNING) {
+        PyErr_SetString(PyExc_ValueError,
+                        "secret.do_async() call already executing");
+        return PYGEN_ERROR;
+    }
+    if (self->state == DA_DONE) {
+        if (how == DA_CLOSE) {
+            *presult = Py_NewRef(Py_None);
+            return PYGEN_RETURN;
+        }
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot reuse already awaited secret.do_async()");
+        return PYGEN_ERROR;
+    }
+    if (self->state == DA_CREATED) {
+        if (how != DA_SEND) {
+            /* func never ran: nothing to protect. */
+            self->state = DA_DONE;
+            Py_CLEAR(self->func);
+            Py_CLEAR(self->args);
+            Py_CLEAR(self->kwargs);
+            if (how == DA_THROW) {
+                raise_thrown(targs, ntargs);
+                return PYGEN_ERROR;
+            }
+            *presult = Py_NewRef(Py_None);
+            return PYGEN_RETURN;
+        }
+        if (arg != Py_None) {
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started "
+                            "secret.do_async()");
+            return PYGEN_ERROR;
+        }
+        if (_PySecretHeap_EnsureReserved() < 0) {
+            return PYGEN_ERROR;
+        }
+        if (freeze_code_error[0] != '\0') {
+            PyErr_SetString(PyExc_ValueError, freeze_code_error);
+            return PYGEN_ERROR;
+        }
+    }
+    PyThreadState *tstate = _PyThreadState_GET();
+    PyObject *module = PyType_GetModule(Py_TYPE(self));
+#if _Py_SECRET_HEAP
+    if (self->state == DA_CREATED) {
+        self->collects = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
+        if (self->collects) {
+            exit_gc_start(tstate, &self->gcs);
+        }
+    }
+#endif
+    self->state = DA_RUNNING;
+    /* A step's own epoch: what it made is a secret block anyway, and the
+     * thread's list of running do() calls stays one of nested calls. */
+    do_epoch *epoch = epoch_start(tstate);
+    _PySecretCall call;
+    int entered = _PySecret_ENTER(tstate, &call);
+    PySendResult st = async_call_run(self, how, arg, targs, ntargs, presult);
+    if (st == PYGEN_NEXT) {
+        self->state = DA_SUSPENDED;
+    }
+    else {
+        self->state = DA_DONE;
+        Py_CLEAR(self->inner);
+        if (st == PYGEN_ERROR && entered) {
+            strip_until_settled(tstate, module, epoch);
+        }
+#if _Py_SECRET_HEAP
+        if (self->collects) {
+            self->collects = 0;
+            if (entered) {
+                if (collect_exit_garbage(tstate, &self->gcs)
+                    && st == PYGEN_ERROR)
+                {
+                    strip_until_settled(tstate, module, epoch);
+                }
+            }
+            else {
+                Py_CLEAR(self->gcs.marker);
+            }
+        }
+#endif
+    }
+    epoch_end(tstate, epoch);
+    if (entered) {
+        /* Last: erases the C stack below this frame and the registers. */
+        _PySecret_LEAVE(tstate, &call);
+    }
+    return st;
+}
+
+static PySendResult
+async_call_am_send(PyObject *self, PyObject *arg, PyObject **presult)
+{
+    return async_call_step((async_call *)self, DA_SEND, arg, NULL, 0,
+                           presult);
+}
+
+/* A step's outcome as a method result: a return raises StopIteration. */
+static PyObject *
+step_result(PySendResult st, PyObject *res)
+{
+    if (st == PYGEN_RETURN) {
+        if (res == Py_None) {
+            PyErr_SetNone(PyExc_StopIteration);
+        }
+        else {
+            (void)_PyGen_SetStopIterationValue(res);
+        }
+        Py_DECREF(res);
+        return NULL;
+    }
+    return res;
+}
+
+static PyObject *
+async_call_iternext(PyObject *self)
+{
+    PyObject *res;
+    PySendResult st = async_call_am_send(self, Py_None, &res);
+    if (st == PYGEN_RETURN && res == Py_None) {
+        Py_DECREF(res);
+        return NULL;
+    }
+    return step_result(st, res);
+}
+
+static PyObject *
+async_call_send(PyObject *self, PyObject *arg)
+{
+    PyObject *res;
+    PySendResult st = async_call_am_send(self, arg, &res);
+    return step_result(st, res);
+}
+
+static PyObject *
+async_call_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    PyObject *res;
+    PySendResult st = async_call_step((async_call *)self, DA_THROW, NULL,
+                                      args, nargs, &res);
+    return step_result(st, res);
+}
+
+static PyObject *
+async_call_close(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *res;
+    PySendResult st = async_call_step((async_call *)self, DA_CLOSE, NULL,
+                                      NULL, 0, &res);
+    if (st == PYGEN_ERROR) {
+        return NULL;
+    }
+    return res;
+}
+
+static PyObject *
+async_call_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+/* Dropped while suspended (a task destroyed, a loop closed): close it as a
+ * last step, so that its finally blocks run in secret mode and do()'s exit
+ * work is done. */
+static void
+async_call_finalize(PyObject *self)
+{
+    async_call *ac = (async_call *)self;
+    if (ac->state != DA_SUSPENDED) {
+        return;
+    }
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *res;
+    if (async_call_step(ac, DA_CLOSE, NULL, NULL, 0, &res) == PYGEN_ERROR) {
+        PyErr_WriteUnraisable(self);
+    }
+    else {
+        Py_XDECREF(res);
+    }
+    PyErr_SetRaisedException(exc);
+}
+
+static int
+async_call_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    async_call *ac = (async_call *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(ac->func);
+    Py_VISIT(ac->args);
+    Py_VISIT(ac->kwargs);
+    Py_VISIT(ac->inner);
+    return 0;
+}
+
+static int
+async_call_clear(PyObject *self)
+{
+    async_call *ac = (async_call *)self;
+    Py_CLEAR(ac->func);
+    Py_CLEAR(ac->args);
+    Py_CLEAR(ac->kwargs);
+    Py_CLEAR(ac->inner);
+#if _Py_SECRET_HEAP
+    ac->collects = 0;
+    Py_CLEAR(ac->gcs.marker);
+#endif
+    return 0;
+}
+
+static void
+async_call_dealloc(PyObject *self)
+{
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return;     /* resurrected */
+    }
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    (void)async_call_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+async_call_repr(PyObject *self)
+{
+    async_call *ac = (async_call *)self;
+    static const char *states[] = {"created", "suspended", "running",
+                                   "done"};
+    return PyUnicode_FromFormat("<secret.do_async call (%s) at %p>",
+                                states[ac->state], self);
+}
+
+static PyMethodDef async_call_methods[] = {
+    {"send", async_call_send, METH_O,
+     "send(arg): run the next step in secret mode, sending arg"},
+    {"throw", _PyCFunction_CAST(async_call_throw), METH_FASTCALL,
+     "throw(exc): raise exc at the suspension point, in secret mode"},
+    {"close", async_call_close, METH_NOARGS,
+     "close(): raise GeneratorExit at the suspension point, in secret mode"},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyType_Slot async_call_slots[] = {
+    {Py_tp_dealloc, async_call_dealloc},
+    {Py_tp_finalize, async_call_finalize},
+    {Py_tp_traverse, async_call_traverse},
+    {Py_tp_clear, async_call_clear},
+    {Py_tp_repr, async_call_repr},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, async_call_iternext},
+    {Py_tp_methods, async_call_methods},
+    {Py_am_await, async_call_await},
+    {Py_am_send, async_call_am_send},
+    {Py_tp_doc, "What secret.do_async() returns: an awaitable (a coroutine "
+                "to asyncio) whose every step runs in secret mode."},
+    {0, NULL}
+};
+
+static PyType_Spec async_call_spec = {
+    .name = "_secret.AsyncCall",
+    .basicsize = sizeof(async_call),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = async_call_slots,
+};
+
+PyDoc_STRVAR(secret_do_async_doc,
+"do_async($module, func, /, *args, **kwargs)\n"
+"--\n"
+"\n"
+"Return an awaitable that runs the coroutine func(*args, **kwargs) makes\n"
+"with each of its steps in secret mode.\n"
+"\n"
+"'await secret.do_async(func, ...)' returns what func returns and raises\n"
+"what it raises. Each step of func's body (from a resume to the next\n"
+"suspension) runs in secret mode, and the memory it used is erased at the\n"
+"suspension, before the event loop runs other code; between steps the\n"
+"thread is not in secret mode. Coroutines, generators and tasks made in a\n"
+"step run each of their steps in secret mode too. When func finishes\n"
+"(return, exception, cancellation), do()'s guarantees hold.");
+
+static PyObject *
+secret_do_async(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
+                PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "secret.do_async() missing required positional "
+                        "argument: 'func'");
+        return NULL;
+    }
+    PyObject *func = args[0];
+    if (!PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError,
+                     "secret.do_async() argument 'func' must be callable, "
+                     "not %T", func);
+        return NULL;
+    }
+    secret_state *st = PyModule_GetState(module);
+    PyObject *pos = PyTuple_New(nargs - 1);
+    if (pos == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        PyTuple_SET_ITEM(pos, i - 1, Py_NewRef(args[i]));
+    }
+    PyObject *kw = NULL;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        kw = PyDict_New();
+        if (kw == NULL) {
+            Py_DECREF(pos);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i),
+                               args[nargs + i]) < 0)
+            {
+                Py_DECREF(pos);
+                Py_DECREF(kw);
+                return NULL;
+            }
+        }
+    }
+    async_call *ac = PyObject_GC_New(async_call,
+                                     (PyTypeObject *)st->async_call_type);
+    if (ac == NULL) {
+        Py_DECREF(pos);
+        Py_XDECREF(kw);
+        return NULL;
+    }
+    ac->func = Py_NewRef(func);
+    ac->args = pos;
+    ac->kwargs = kw;
+    ac->inner = NULL;
+    ac->state = DA_CREATED;
+#if _Py_SECRET_HEAP
+    ac->collects = 0;
+    ac->gcs.marker = NULL;
+#endif
+    PyObject_GC_Track(ac);
+    return (PyObject *)ac;
 }
 
 PyDoc_STRVAR(secret_enabled_doc,
@@ -2368,6 +2898,12 @@ done:
 static PyMethodDef secret_methods[] = {
     {"do", _PyCFunction_CAST(secret_do), METH_FASTCALL | METH_KEYWORDS,
      secret_do_doc},
+    {"do_async", _PyCFunction_CAST(secret_do_async),
+     METH_FASTCALL | METH_KEYWORDS, secret_do_async_doc},
+    {"_do_make", _PyCFunction_CAST(secret_do_make),
+     METH_FASTCALL | METH_KEYWORDS,
+     "_do_make(func, /, *args, **kwargs): do() that returns a generator or "
+     "coroutine func made (for secret.iterate and aiterate)"},
     {"enabled", secret_enabled, METH_NOARGS, secret_enabled_doc},
     {"supported", secret_supported, METH_NOARGS, secret_supported_doc},
     {"protections", secret_protections, METH_NOARGS, secret_protections_doc},
@@ -2462,7 +2998,15 @@ secret_exec(PyObject *module)
     secret_state *st = PyModule_GetState(module);
     read_freeze_code();
     st->placeholder = make_placeholder();
-    return st->placeholder == NULL ? -1 : 0;
+    if (st->placeholder == NULL) {
+        return -1;
+    }
+    st->async_call_type = PyType_FromModuleAndSpec(module, &async_call_spec,
+                                                   NULL);
+    if (st->async_call_type == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, (PyTypeObject *)st->async_call_type);
 }
 
 static int
@@ -2471,6 +3015,7 @@ secret_traverse(PyObject *module, visitproc visit, void *arg)
     secret_state *st = PyModule_GetState(module);
     if (st != NULL) {
         Py_VISIT(st->placeholder);
+        Py_VISIT(st->async_call_type);
     }
     return 0;
 }
@@ -2481,6 +3026,7 @@ secret_clear(PyObject *module)
     secret_state *st = PyModule_GetState(module);
     if (st != NULL) {
         Py_CLEAR(st->placeholder);
+        Py_CLEAR(st->async_call_type);
     }
     return 0;
 }

@@ -111,11 +111,16 @@ def overlay(dest, upstream):
         shutil.copy2(os.path.join(ROOT, rel), target)
 
 
-def apply_series(upstream, dest):
+def apply_series(upstream, dest, log=None):
     copy_upstream(upstream, dest)
     for p in series():
         apply_one(p, dest)
+        if log:
+            log("applied %s" % os.path.basename(p))
     overlay(dest, upstream)
+    if log:
+        log("copied in %d files: %s" % (len(overlay_files()),
+                                        " ".join(overlay_files())))
 
 
 def check(upstream):

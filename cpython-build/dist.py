@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make the release files under dist/ (`./run dist`).
 
-  dist.py [--out DIR] [--source TARBALL_OR_TREE]
+  dist.py [--out DIR] [--source TARBALL_OR_TREE] [--xz-preset N]
 
 Writes:
   Python-3.13.5+runtimesecret.tar.xz   upstream 3.13.5 with the series
@@ -146,7 +146,7 @@ def combined_patch(upstream, tree, tmp, p):
     return "\n".join(head) + "\n" + body
 
 
-def write_tarball(upstream, tree, out, top, mtime):
+def write_tarball(upstream, tree, out, top, mtime, preset=6):
     """A reproducible tar.xz of tree, entries under top/."""
     def entries():
         for dirpath, dirnames, filenames in os.walk(tree):
@@ -158,7 +158,7 @@ def write_tarball(upstream, tree, out, top, mtime):
 
     tmp = out + ".part"
     with tarfile.open(tmp, "w:xz", format=tarfile.PAX_FORMAT,
-                      preset=6) as tf:
+                      preset=preset) as tf:
         for rel, is_dir in entries():
             path = os.path.join(tree, rel)
             name = top if rel == "." else top + "/" + rel
@@ -228,6 +228,9 @@ def main():
     ap.add_argument("--source", default="",
                     help="the CPython tarball or tree (default: as the "
                          "build: $CPYTHON_SOURCE, the cache, ...)")
+    ap.add_argument("--xz-preset", type=int, default=6,
+                    help="xz compression level, 0-9 (default 6, as xz; "
+                         "the release check in the tests uses 0: faster)")
     a = ap.parse_args()
     p = pin()
     n = names(p)
@@ -255,7 +258,8 @@ def main():
             f.write(definition_text(p))
 
         tar_path = os.path.join(out, n["tarball"])
-        write_tarball(upstream, tree, tar_path, n["release"], head_time())
+        write_tarball(upstream, tree, tar_path, n["release"], head_time(),
+                      a.xz_preset)
 
     files = [n["tarball"], n["patch"], "python-build/" + DEFINITION,
              "python-build/patches/%s/%s/runtimesecret.patch"

@@ -27,8 +27,9 @@ def log_path(label, step):
 
 
 def _show(path):
+    """The path as seen from the repository's top, where ./run runs."""
     try:
-        return os.path.relpath(path)
+        return os.path.relpath(path, os.path.dirname(HERE))
     except ValueError:
         return path
 

@@ -368,8 +368,9 @@ def _main():
         except SourceError as e:
             sys.exit("error: cached %s is corrupt (%s); delete it and run "
                      "again" % (cache, e))
-        print("CPython %s: the cached %s, SHA-256 verified"
-              % (pin["version"], pin["tarball"]))
+        if not args.source:
+            print("CPython %s: the cached %s, SHA-256 verified"
+                  % (pin["version"], pin["tarball"]))
 
     dest = os.path.abspath(args.dest)
     os.makedirs(os.path.dirname(dest), exist_ok=True)

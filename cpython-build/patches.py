@@ -2,7 +2,10 @@
 """The patch series: apply it to an upstream tree, check it, edit it.
 
   patches.py apply UPSTREAM DEST     copy UPSTREAM to DEST, apply the series
-  patches.py check UPSTREAM          dry run: does the series apply cleanly?
+  patches.py check UPSTREAM [--sha256 HEX]
+                                     does each patch apply? UPSTREAM is a
+                                     tree or a tarball (then with its
+                                     SHA-256): e.g. a later 3.13.x
   patches.py devtree UPSTREAM DEST   a git work tree: upstream + one commit per
                                      patch (+ the overlay, untracked), to edit
   patches.py export DEST             write DEST's commits back as the series
@@ -111,22 +114,89 @@ def overlay(dest, upstream):
         shutil.copy2(os.path.join(ROOT, rel), target)
 
 
-def apply_series(upstream, dest):
+def apply_series(upstream, dest, log=None):
     copy_upstream(upstream, dest)
     for p in series():
         apply_one(p, dest)
+        if log:
+            log("applied %s" % os.path.basename(p))
     overlay(dest, upstream)
+    if log:
+        log("copied in %d files: %s" % (len(overlay_files()),
+                                        " ".join(overlay_files())))
 
 
-def check(upstream):
-    """Apply the series to a scratch copy (a patch can depend on the one
-    before it, so a plain per-patch dry run would not do)."""
+def check(upstream, sha256=None):
+    """Apply the series to a scratch copy of upstream (a tree, or a tarball
+    checked against sha256) and say, per patch, whether it applies: "ok"
+    (exactly), "offset" (it applies, but at other lines: refresh it before
+    building) or "FAILED" (with the hunks that failed; the patch is then
+    skipped and the next ones are tried on the tree without it, so a later
+    failure may only follow from this one). Then whether our new files
+    would replace an upstream file. Returns the number of patches that do
+    not apply exactly."""
+    bad = 0
     with tempfile.TemporaryDirectory(prefix="series-check-") as tmp:
         tree = os.path.join(tmp, "tree")
-        copy_upstream(upstream, tree)
+        if os.path.isfile(upstream):
+            _unpack_checked(upstream, sha256, tree)
+        else:
+            copy_upstream(upstream, tree)
         for p in series():
+            name = os.path.relpath(p, ROOT)
+            try:
+                apply_one(p, tree, dry_run=True)
+            except PatchError as e:
+                bad += 1
+                offsets = "offsets" in str(e)
+                if offsets:
+                    # Applies with offsets: apply it for real so the next
+                    # patches see the tree they expect.
+                    subprocess.run(["patch", "-p1", "--fuzz=0", "--forward",
+                                    "--batch", "--no-backup-if-mismatch",
+                                    "-r", "-", "-s", "-d", tree, "-i", p],
+                                   capture_output=True)
+                print("%s  %s\n      %s"
+                      % ("offset" if offsets else "FAILED", name,
+                         str(e).split("\n", 1)[-1].strip()
+                         .replace("\n", "\n      ")))
+                continue
             apply_one(p, tree)
-            print("ok  %s" % os.path.relpath(p, ROOT))
+            print("ok      %s" % name)
+        for rel in overlay_files():
+            if os.path.lexists(os.path.join(tree, rel)):
+                bad += 1
+                print("FAILED  new file %s: this release has one at that "
+                      "path" % rel)
+    print("%d of %d patches apply exactly%s"
+          % (len(series()) - bad, len(series()),
+             "" if bad else "; the new files have no upstream namesake"))
+    return bad
+
+
+def _unpack_checked(tarball, sha256, dest):
+    import hashlib
+    import tarfile
+    if not sha256:
+        raise PatchError("a tarball needs its SHA-256 (--sha256 HEX, as its "
+                         "publisher gives it)")
+    h = hashlib.sha256()
+    with open(tarball, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != sha256.lower():
+        raise PatchError("%s: SHA-256 %s, expected %s"
+                         % (tarball, h.hexdigest(), sha256))
+    print("%s: SHA-256 verified" % os.path.basename(tarball))
+    unpack = dest + ".unpack"
+    os.makedirs(unpack)
+    with tarfile.open(tarball) as tf:
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(unpack, filter="data")
+        else:
+            tf.extractall(unpack)
+    (top,) = os.listdir(unpack)
+    os.replace(os.path.join(unpack, top), dest)
 
 
 def git(tree, *args, **kw):
@@ -177,8 +247,14 @@ def main():
     try:
         if len(args) == 3 and args[0] == "apply":
             apply_series(args[1], args[2])
-        elif len(args) == 2 and args[0] == "check":
-            check(args[1])
+        elif len(args) in (2, 4) and args[0] == "check":
+            sha = None
+            if len(args) == 4:
+                if args[2] != "--sha256":
+                    sys.exit(__doc__)
+                sha = args[3]
+            if check(args[1], sha):
+                sys.exit(1)
         elif len(args) == 3 and args[0] == "devtree":
             devtree(args[1], args[2])
         elif len(args) == 2 and args[0] == "export":

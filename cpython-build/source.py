@@ -284,7 +284,7 @@ def copy_tree(src, dest):
     os.replace(tmp, dest)
 
 
-def main():
+def _main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pin", default=os.path.join(HERE, "pin.json"))
     ap.add_argument("--source", default="",
@@ -368,6 +368,9 @@ def main():
         except SourceError as e:
             sys.exit("error: cached %s is corrupt (%s); delete it and run "
                      "again" % (cache, e))
+        if not args.source:
+            print("CPython %s: the cached %s, SHA-256 verified"
+                  % (pin["version"], pin["tarball"]))
 
     dest = os.path.abspath(args.dest)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -381,6 +384,34 @@ def main():
         with open(args.stamp, "w") as f:
             f.write("%s %s\n" % (pin["version"],
                                  tree if tree is not None else cache))
+
+
+def main():
+    """Called by the build (--stamp): one progress line, the details in
+    cpython-build/logs/cpython-fetch.log (steplog.py)."""
+    if "--stamp" not in sys.argv:
+        return _main()
+    sys.path.insert(0, HERE)
+    import steplog
+    with steplog.Step("cpython", "fetch") as step:
+        if steplog.verbose():
+            return _main()
+        real = sys.stdout
+        with open(step.log, "a") as log:
+            sys.stdout = log
+            try:
+                _main()
+            except SystemExit as e:
+                if e.code not in (None, 0):
+                    sys.stdout = real
+                    step.say(str(e.code))
+                    step.fail("cannot get the CPython source")
+                raise
+            finally:
+                sys.stdout = real
+        with open(step.log) as f:
+            said = [line.strip() for line in f if line.startswith("CPython")]
+        step.note = said[-1] if said else ""
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import patches  # noqa: E402
+from steplog import Step  # noqa: E402
 
 
 def sync_tree(stage, dest):
@@ -66,36 +67,23 @@ def sync_tree(stage, dest):
     return changed
 
 
-def prepare_source(upstream, workdir):
+def prepare_source(upstream, workdir, label):
     src = os.path.join(workdir, "src")
-    with tempfile.TemporaryDirectory(prefix="stage-", dir=workdir) as tmp:
-        stage = os.path.join(tmp, "tree")
-        patches.apply_series(upstream, stage)
-        changed = sync_tree(stage, src)
-    print("source: %s (%d files changed)" % (src, changed), flush=True)
+    with Step(label, "patch") as step:
+        with tempfile.TemporaryDirectory(prefix="stage-", dir=workdir) as tmp:
+            stage = os.path.join(tmp, "tree")
+            try:
+                patches.apply_series(upstream, stage, log=step.say)
+            except patches.PatchError as e:
+                step.say(str(e))
+                step.fail("the series does not apply")
+            changed = sync_tree(stage, src)
+        step.note = "%d files changed" % changed
+        step.say("source: %s (%d files changed)" % (src, changed))
     return src, changed
 
 
-def run(cmd, cwd, log=None):
-    """Run cmd; with log, its output goes to that file (the last lines are
-    shown if it fails)."""
-    print("+ (cd %s && %s)%s" % (cwd, " ".join(cmd),
-                                 " > " + log if log else ""), flush=True)
-    if log:
-        with open(log, "w") as f:
-            r = subprocess.run(cmd, cwd=cwd, stdout=f,
-                               stderr=subprocess.STDOUT)
-    else:
-        r = subprocess.run(cmd, cwd=cwd)
-    if r.returncode != 0:
-        if log:
-            with open(log) as f:
-                sys.stdout.write("".join(f.readlines()[-30:]))
-        sys.exit("error: `%s` failed in %s (exit %d)"
-                 % (" ".join(cmd), cwd, r.returncode))
-
-
-def configure_if_needed(src, build, prefix, args):
+def configure_if_needed(src, build, prefix, args, label):
     os.makedirs(build, exist_ok=True)
     want = {"src": src, "prefix": prefix, "args": args,
             "configure": os.path.getmtime(os.path.join(src, "configure"))}
@@ -107,7 +95,9 @@ def configure_if_needed(src, build, prefix, args):
             have = json.load(f)
     if have == want:
         return False
-    run([os.path.join(src, "configure"), "--prefix=" + prefix] + args, build)
+    with Step(label, "configure") as step:
+        step.run([os.path.join(src, "configure"), "--prefix=" + prefix]
+                 + args, build)
     with open(record, "w") as f:
         json.dump(want, f)
     return True
@@ -149,11 +139,12 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     changed = 0
     if a.patched:
-        src, changed = prepare_source(upstream, workdir)
+        src, changed = prepare_source(upstream, workdir, a.name)
     else:
         src = upstream
     build = os.path.join(workdir, "build")
-    changed += configure_if_needed(src, build, prefix, a.configure_args)
+    changed += configure_if_needed(src, build, prefix, a.configure_args,
+                                   a.name)
     stamp = os.path.join(build, "profile-run-stamp")
     if changed and "--enable-optimizations" in a.configure_args \
             and os.path.exists(stamp):
@@ -165,8 +156,10 @@ def main():
         # task, remove the profile-run-stamp file").
         print("sources changed: the profile is made again", flush=True)
         os.remove(stamp)
-    run(["make", "-j%d" % (os.cpu_count() or 2)], build)
-    run(["make", "install"], build, log=os.path.join(workdir, "install.log"))
+    with Step(a.name, "make") as step:
+        step.run(["make", "-j%d" % (os.cpu_count() or 2)], build)
+    with Step(a.name, "install") as step:
+        step.run(["make", "install"], build)
 
     if a.depfile and a.stamp:
         files, dirs = patches.input_files() if a.patched else ([], [])
@@ -174,7 +167,8 @@ def main():
     if a.stamp:
         with open(a.stamp, "w") as f:
             f.write(prefix + "\n")
-    print("installed %s: %s/bin/python3" % (a.name, prefix))
+    if os.environ.get("VERBOSE", "") not in ("", "0"):
+        print("installed %s: %s/bin/python3" % (a.name, prefix))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ The venv is made anew each time, so it never mixes two builds' packages.
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 
 ap = argparse.ArgumentParser()
@@ -19,13 +18,16 @@ ap.add_argument("requirements")
 ap.add_argument("--stamp")
 a = ap.parse_args()
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from steplog import Step  # noqa: E402
+
 shutil.rmtree(a.dest, ignore_errors=True)
-for cmd in ([a.python, "-m", "venv", a.dest],
-            [os.path.join(a.dest, "bin", "python"), "-m", "pip", "install",
-             "-q", "-r", a.requirements]):
-    print("+ " + " ".join(cmd), flush=True)
-    if subprocess.run(cmd).returncode != 0:
-        sys.exit("error: `%s` failed" % " ".join(cmd))
+# One progress line; pip's output in cpython-build/logs/venv-NAME-pip.log.
+with Step("venv-" + os.path.basename(a.dest), "pip") as step:
+    for cmd in ([a.python, "-m", "venv", a.dest],
+                [os.path.join(a.dest, "bin", "python"), "-m", "pip",
+                 "install", "-q", "-r", a.requirements]):
+        step.run(cmd)
 if a.stamp:
     with open(a.stamp, "w") as f:
         f.write(a.dest + "\n")

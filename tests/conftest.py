@@ -100,6 +100,9 @@ def in_secret_heap(addr):
 @pytest.fixture(scope="session", autouse=True)
 def _on_experiment_interpreter():
     # The contract: tests run on the built experiment interpreter.
-    prefix = os.path.realpath(os.path.join(INSTALL, EXPERIMENT))
+    # RUNTIMESECRET_PREFIX: an experiment installed elsewhere, e.g. from the
+    # release tarball (scripts/test_release.sh).
+    prefix = os.path.realpath(os.environ.get("RUNTIMESECRET_PREFIX")
+                              or os.path.join(INSTALL, EXPERIMENT))
     assert os.path.realpath(sys.base_prefix) == prefix, sys.base_prefix
     assert sysconfig.get_config_var("PY_EXPERIMENTS") == "runtimesecret"

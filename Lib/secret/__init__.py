@@ -4,14 +4,19 @@ This package is part of the runtimesecret experiment, the counterpart of Go's
 runtime/secret package (GOEXPERIMENT=runtimesecret). It exists only in an
 interpreter built with ``./configure --with-experiment=runtimesecret``.
 
-    import secret
+    import hashlib, hmac, secret
 
-    def decrypt(path, blob):
-        with open(path, "rb") as f:
+    def verify(key_path, body, signature):
+        with open(key_path, "rb") as f:      # the key is read inside do()
             key = f.read()
-        return aes_gcm_decrypt(key, blob)
+        mac = hmac.new(key, body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(mac, signature)   # only a bool comes out
 
-    plaintext = secret.do(decrypt, "/run/keys/k1", blob)
+    ok = secret.do(verify, "/run/keys/webhook.key", body, signature)
+
+The key enters the process inside ``do``, is used there, and only results
+that are not secret come out: what ``func`` returns is the caller's
+ordinary memory.
 
 ``secret.do(func, /, *args, **kwargs)`` calls ``func(*args, **kwargs)`` with
 the calling thread in secret mode and returns its result (or raises what it

@@ -100,7 +100,15 @@ except ImportError:
         name=__name__,
     ) from None
 
-from secret._survivors import Survivor, survivors
+
+
+def __getattr__(name):
+    # survivors() is a diagnostic: its module is imported on first use, so
+    # that `import secret` costs what it did.
+    if name in ("survivors", "Survivor"):
+        from secret import _survivors
+        return getattr(_survivors, name)
+    raise AttributeError("module 'secret' has no attribute %r" % name)
 
 __all__ = ["do", "enabled", "supported", "protections", "heap_info",
            "survivors", "Survivor"]

@@ -30,3 +30,19 @@ def run(matrix, label, sc, mode):
                     % (label, mode, sc.name, r.get("error"),
                        r.get("output", "")))
     return r
+
+
+def assert_control_finds(matrix, label, sc):
+    """The control run proves something: it finds what the scenario
+    expects to find without protection."""
+    r = run(matrix, label, sc, "control")
+    missing = sc.control_missing(r)
+    assert not missing, "%s proves nothing on %s: no %s (found %s)" % (
+        sc.name, label, ", ".join(missing), r["by_label"])
+
+
+def assert_protected_clean(matrix, sc):
+    """The protected run on the experiment leaves no copy anywhere."""
+    r = run(matrix, "experiment", sc, "protected")
+    assert r["copies"] == 0, "%d copies left: %s (forms %s)" % (
+        r["copies"], r["by_label"], r["by_form"])

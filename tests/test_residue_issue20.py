@@ -15,7 +15,8 @@ import os
 import pytest
 
 from conftest import EXPERIMENT, interpreter
-from residue_matrix import residue, run, run_matrix
+from residue_matrix import (residue, run_matrix, assert_control_finds,
+                              assert_protected_clean)
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "residue",
                     "issue20")
@@ -38,14 +39,9 @@ def test_there_are_scenarios():
 @pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.name)
 @pytest.mark.parametrize("label", ["pristine", "experiment"])
 def test_control_finds_copies(matrix, sc, label):
-    r = run(matrix, label, sc, "control")
-    missing = sc.control_missing(r)
-    assert not missing, "%s proves nothing on %s: no %s (found %s)" % (
-        sc.name, label, ", ".join(missing), r["by_label"])
+    assert_control_finds(matrix, label, sc)
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.name)
 def test_protected_leaves_no_copy(matrix, sc):
-    r = run(matrix, "experiment", sc, "protected")
-    assert r["copies"] == 0, "%d copies left: %s (forms %s)" % (
-        r["copies"], r["by_label"], r["by_form"])
+    assert_protected_clean(matrix, sc)

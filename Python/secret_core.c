@@ -308,8 +308,13 @@ _PySecret_Idle(void)
     _PySecret_EraseStack((void *)UINTPTR_MAX, _PySecret_vector);
     _PySecret_tls.idle = 0;
     char *low = _PySecretStack_Idle(top);
+    if (low != NULL) {
+        _PySecret_EraseStack(low, _PySecret_vector);
+        /* Last, as at a do() exit: a signal during the erasure may have
+         * put a frame there. */
+        _PySecretStack_EraseAltStack();
+    }
     _PySecret_tls.idle = 1;
-    _PySecret_EraseStack(low, _PySecret_vector);
 }
 #endif
 

@@ -1045,16 +1045,17 @@ _PySecretStack_Leave(char *top, int outermost)
 }
 
 /* An idle point of a thread that inherited secret mode (secret_core.c):
- * as a do() exit whose frame is the waiting one. The thread's stack was
- * set up when it started (never here: this may run inside malloc, with
- * the secret heap's lock held, and setting up allocates). */
+ * as a do() exit whose frame is the waiting one; NULL when that frame is
+ * not on the thread's stack (a handler running on the alternate signal
+ * stack, whose frames would be zeroed with it: no such wait is known).
+ * The thread's stack was set up when it started (never here: this may run
+ * inside malloc, with the secret heap's lock held, and setting up
+ * allocates). */
 char *
 _PySecretStack_Idle(char *top)
 {
-    /* Not from a handler running on the alternate signal stack, whose
-     * frames would be zeroed with it (no such wait is known). */
-    if (top > stk.floor && top <= stk.top) {
-        _PySecretStack_EraseAltStack();
+    if (!(top > stk.floor && top <= stk.top)) {
+        return NULL;
     }
     return _PySecretStack_Leave(top, 0);
 }

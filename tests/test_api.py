@@ -379,3 +379,14 @@ def test_protections_are_reported():
                  "caches": True, "code_state": False,
                  # no allocator preloaded here (tests/test_native_heap.py)
                  "native_heap": True}
+
+
+def test_star_import_gives_the_whole_public_api():
+    # A merge once left two __all__ lists, the second without survivors.
+    names = {"do", "do_async", "iterate", "aiterate", "enabled",
+             "supported", "protections", "heap_info", "survivors",
+             "Survivor"}
+    assert set(secret.__all__) == names
+    ns = {}
+    exec("from secret import *", ns)
+    assert names <= set(ns)

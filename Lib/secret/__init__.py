@@ -110,11 +110,9 @@ def __getattr__(name):
         return getattr(_survivors, name)
     raise AttributeError("module 'secret' has no attribute %r" % name)
 
-__all__ = ["do", "enabled", "supported", "protections", "heap_info",
-           "survivors", "Survivor"]
 
 __all__ = ["do", "do_async", "iterate", "aiterate", "enabled", "supported",
-           "protections", "heap_info"]
+           "protections", "heap_info", "survivors", "Survivor"]
 
 
 def iterate(func, /, *args, **kwargs):

@@ -3,7 +3,6 @@ buffered pipe whose lock another thread holds while blocked on the full
 pipe: it waits in _io's own blocking lock acquire (a PyThread lock, not
 the parking lot)."""
 
-import hmac
 import os
 import sys
 import threading
@@ -20,14 +19,8 @@ NEEDS = ("heap", "c_stack")
 KEEP = []
 
 
-def through_c(n, f):
-    return list(map(lambda _: through_c(n - 1, f) if n else f(), [0]))[0]
-
-
 def loop(ctx, f, done):
-    key = ctx.read_secret()
-    through_c(2, lambda: hmac.digest(key, b"GET /v1/orders", "sha256"))
-    key = None
+    _idle.sign_deep(ctx)
     done.set()
     f.write(b"log line\n")
     f.flush()

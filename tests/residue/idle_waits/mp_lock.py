@@ -3,7 +3,6 @@ multiprocessing.Lock (SemLock: its own sem_wait, not a PyThread lock or
 the parking lot), as a multiprocessing.Queue consumer does on its read
 lock. Not erased yet (docs/limitations.md)."""
 
-import hmac
 import multiprocessing
 import os
 import sys
@@ -20,14 +19,8 @@ NEEDS = ("heap", "c_stack")
 KEEP = []
 
 
-def through_c(n, f):
-    return list(map(lambda _: through_c(n - 1, f) if n else f(), [0]))[0]
-
-
 def loop(ctx, mlock, done):
-    key = ctx.read_secret()
-    through_c(2, lambda: hmac.digest(key, b"GET /v1/orders", "sha256"))
-    key = None
+    _idle.sign_deep(ctx)
     done.set()
     mlock.acquire()
 

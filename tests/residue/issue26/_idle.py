@@ -22,3 +22,22 @@ def wait_parked(native_id, polls=10):
 
 
 FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine, 202)
+
+
+# A scenario's DERIVED names this message (the scanner reads it as a
+# literal): (("hmac", "sha256", b"GET /v1/orders"),).
+MESSAGE = b"GET /v1/orders"
+
+
+def through_c(n, f):
+    """f() called n + 1 levels of C calls down (map), as a framework's
+    dispatch would: its C frames lie deeper than the thread's later wait."""
+    return list(map(lambda _: through_c(n - 1, f) if n else f(), [0]))[0]
+
+
+def sign_deep(ctx):
+    """The task a waiting thread finished: the key read and an HMAC tag
+    computed two C levels down; nothing of it is kept."""
+    import hmac
+    key = ctx.read_secret()
+    through_c(2, lambda: hmac.digest(key, MESSAGE, "sha256"))

@@ -615,25 +615,3 @@ def test_generated_interleavings_default_loop():
 def test_generated_interleavings_uvloop():
     uvloop = pytest.importorskip("uvloop")
     interleavings(100, uvloop.new_event_loop)
-
-
-# --- greenlets: not covered ----------------------------------------------
-
-@pytest.mark.xfail(strict=True, reason="greenlets are not covered: a switch "
-                   "inside do() leaves the thread in secret mode")
-def test_greenlet_switch_leaves_secret_mode():
-    greenlet = pytest.importorskip("greenlet")
-    seen = {}
-
-    def other():
-        seen["other"] = secret.enabled()
-        main_g.switch()
-
-    main_g = greenlet.getcurrent()
-    g2 = greenlet.greenlet(other)
-
-    def inside():
-        g2.switch()
-    secret.do(inside)
-    g2.switch() if not g2.dead else None
-    assert seen["other"] is False

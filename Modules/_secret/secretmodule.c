@@ -79,6 +79,15 @@ typedef struct {
      * exception that leaves do()"). */
     PyObject *placeholder;
     PyObject *async_call_type;      /* what do_async() returns */
+    /* Greenlets: the tracer's type, the key of a thread's tracer in its
+     * thread-state dict, the name of greenlet's C module, and its
+     * functions once it is loaded. */
+    PyObject *gl_tracer_type;
+    PyObject *gl_key;
+    PyObject *gl_modname;
+    PyObject *gl_getcurrent;
+    PyObject *gl_gettrace;
+    PyObject *gl_settrace;
 } secret_state;
 
 /* When do() began, for the exception that leaves it (see do_epoch). */
@@ -1800,6 +1809,523 @@ strip_until_settled(PyThreadState *tstate, PyObject *module,
     }
 }
 
+/* ---- greenlets (spec §2.1) ----------------------------------------------
+ *
+ * Secret mode is a thread's (the depth and the inherited flag in its
+ * thread state, the allocators' mode in a thread-local), and greenlets
+ * share a thread: one that switches away inside do() would leave whatever
+ * runs next in secret mode, and come back to whatever mode that left. So
+ * once the greenlet module is loaded, do() puts a trace function in front
+ * of the thread's (greenlet.settrace(); it calls the one it replaced).
+ * greenlet calls it at every switch, on the stack of the greenlet that now
+ * runs, before that greenlet's code runs. It keeps the mode of the
+ * greenlet that left (a record keyed by its address and checked by a weak
+ * reference, so that it dies with the greenlet), erases what that greenlet
+ * left below this frame as an idle point does (registers, the C stack
+ * below, the alternate signal stack), and gives the thread the mode of the
+ * greenlet that now runs: its record, else its own base mode: the
+ * thread's (a thread started in secret mode is secret in every greenlet),
+ * or secret mode for a greenlet made in secret mode (a secret block, like
+ * a thread or task started there: it runs below func's frames, which
+ * greenlet may copy away while it runs), but never for the thread's main
+ * greenlet.
+ *
+ * What a greenlet keeps while it is parked: its frames on the C stack,
+ * which greenlet copies to the heap when another greenlet needs that part
+ * of the stack (made in secret mode, that copy is a secret block) or
+ * leaves in place; its frame stack, which greenlet keeps apart and do()
+ * erases at its exit.
+ *
+ * Another trace function put in place later must call the one it
+ * replaced (gevent's does); one that does not hides switches. do()
+ * notices at its entry and exit (the greenlet running is not the one the
+ * tracer saw last) and raises RuntimeError rather than go on in a mode
+ * that no longer follows the code. */
+
+#if _Py_SECRET_HEAP
+typedef struct {
+    int depth;
+    int inherited;
+    int mode;
+} gl_mode;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *previous;     /* the trace function it replaced, or NULL */
+    PyObject *parked;       /* {address: (weakref, depth, inherited, mode)} */
+    PyObject *current;      /* weakref to the greenlet it saw switched in */
+    int thread_inherited;   /* the thread's own base mode */
+    Py_ssize_t sweep_at;    /* drop dead records when parked reaches it */
+    Py_ssize_t switches;    /* switches seen (tests) */
+    Py_ssize_t erasures;    /* of them, out of secret mode */
+} gl_tracer;
+
+static void
+gl_get(_PyThreadStateImpl *ts, gl_mode *m)
+{
+    m->depth = ts->secret.depth;
+    m->inherited = ts->secret.inherited;
+    m->mode = _PySecret_tls.mode;
+}
+
+static void
+gl_set(_PyThreadStateImpl *ts, const gl_mode *m)
+{
+    ts->secret.depth = m->depth;
+    ts->secret.inherited = m->inherited;
+    _PySecret_tls.mode = m->mode;
+}
+
+/* The mode g runs in when no record is kept for it. -1 on error. */
+static int
+gl_base(gl_tracer *self, PyObject *g, gl_mode *m)
+{
+    m->depth = 0;
+    m->inherited = m->mode = self->thread_inherited;
+    if (!m->inherited && _PySecret_IsSecret(g)) {
+        PyObject *parent;
+        if (PyObject_GetOptionalAttrString(g, "parent", &parent) < 0) {
+            return -1;
+        }
+        if (parent != NULL && parent != Py_None) {
+            m->inherited = m->mode = 1;     /* not the main greenlet */
+        }
+        Py_XDECREF(parent);
+    }
+    return 0;
+}
+
+static PyObject *
+gl_referent(PyObject *ref)
+{
+    PyObject *obj = NULL;
+    if (ref != NULL && PyWeakref_GetRef(ref, &obj) < 0) {
+        PyErr_Clear();
+    }
+    return obj;
+}
+
+/* Records whose greenlet is gone (it ended without being switched to
+ * again: its thread's end, a kill in place). */
+static int
+gl_sweep(gl_tracer *self)
+{
+    PyObject *dead = PyList_New(0);
+    if (dead == NULL) {
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *rec;
+    while (PyDict_Next(self->parked, &pos, &key, &rec)) {
+        PyObject *g = gl_referent(PyTuple_GET_ITEM(rec, 0));
+        if (g == NULL && PyList_Append(dead, key) < 0) {
+            Py_DECREF(dead);
+            return -1;
+        }
+        Py_XDECREF(g);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dead); i++) {
+        if (PyDict_DelItem(self->parked, PyList_GET_ITEM(dead, i)) < 0) {
+            Py_DECREF(dead);
+            return -1;
+        }
+    }
+    Py_DECREF(dead);
+    self->sweep_at = 2 * PyDict_GET_SIZE(self->parked) + 16;
+    return 0;
+}
+
+static int
+gl_park(gl_tracer *self, PyObject *g, const gl_mode *m, const gl_mode *base)
+{
+    PyObject *key = PyLong_FromVoidPtr(g);
+    if (key == NULL) {
+        return -1;
+    }
+    int rc;
+    if (m->depth == base->depth && m->inherited == base->inherited
+        && m->mode == base->mode)
+    {
+        rc = PyDict_Pop(self->parked, key, NULL) < 0 ? -1 : 0;
+    }
+    else {
+        PyObject *rec = NULL, *ref = PyWeakref_NewRef(g, NULL);
+        if (ref != NULL) {
+            rec = Py_BuildValue("(Niii)", ref, m->depth, m->inherited,
+                                m->mode);
+        }
+        rc = rec == NULL ? -1 : PyDict_SetItem(self->parked, key, rec);
+        Py_XDECREF(rec);
+        if (rc == 0 && PyDict_GET_SIZE(self->parked) >= self->sweep_at) {
+            rc = gl_sweep(self);
+        }
+    }
+    Py_DECREF(key);
+    return rc;
+}
+
+/* The record kept for g (taken), else g's base mode. */
+static int
+gl_unpark(gl_tracer *self, PyObject *g, gl_mode *m)
+{
+    PyObject *key = PyLong_FromVoidPtr(g);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *rec;
+    if (PyDict_Pop(self->parked, key, &rec) < 0) {
+        Py_DECREF(key);
+        return -1;
+    }
+    Py_DECREF(key);
+    if (rec != NULL) {
+        PyObject *was = gl_referent(PyTuple_GET_ITEM(rec, 0));
+        Py_XDECREF(was);
+        if (was == g) {
+            m->depth = PyLong_AsInt(PyTuple_GET_ITEM(rec, 1));
+            m->inherited = PyLong_AsInt(PyTuple_GET_ITEM(rec, 2));
+            m->mode = PyLong_AsInt(PyTuple_GET_ITEM(rec, 3));
+            Py_DECREF(rec);
+            return 0;
+        }
+        Py_DECREF(rec);     /* a dead greenlet's, at the same address */
+    }
+    return gl_base(self, g, m);
+}
+
+/* What the greenlet that left wrote below this frame is dead: greenlet
+ * moved what of its stack is still live to the heap, or left it above. */
+static Py_NO_INLINE void
+gl_erase(void)
+{
+    char *top = _PySecret_StackTop();
+    _PySecret_EraseStack((void *)UINTPTR_MAX, _PySecret_vector);
+    char *low = _PySecretStack_Idle(top);
+    if (low != NULL) {
+        _PySecret_EraseStack(low, _PySecret_vector);
+    }
+    /* Last, as at a do() exit: a signal during the erasure may have put
+     * a frame there. */
+    _PySecretStack_EraseAltStack();
+}
+
+static int
+gl_switch(gl_tracer *self, PyObject *origin, PyObject *target)
+{
+    _PyThreadStateImpl *ts = (_PyThreadStateImpl *)_PyThreadState_GET();
+    gl_mode left, next, base;
+    gl_get(ts, &left);
+    /* The records are not secret: kept in ordinary memory. */
+    _PySecret_tls.mode = 0;
+    int rc = -1;
+    PyObject *ref = NULL;
+    if (gl_base(self, origin, &base) < 0
+        || gl_park(self, origin, &left, &base) < 0
+        || gl_unpark(self, target, &next) < 0
+        || (ref = PyWeakref_NewRef(target, NULL)) == NULL)
+    {
+        /* Nothing changes: the greenlet that runs now stays in the mode
+         * the other left, and greenlet raises this in it. */
+        gl_set(ts, &left);
+        return -1;
+    }
+    Py_XSETREF(self->current, ref);
+    self->switches++;
+    if (left.mode > 0) {
+        gl_erase();
+        self->erasures++;
+    }
+    gl_set(ts, &next);
+    rc = 0;
+    return rc;
+}
+
+static PyObject *
+gl_tracer_call(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    gl_tracer *self = (gl_tracer *)op;
+    PyObject *event, *pair;
+    if (!PyArg_UnpackTuple(args, "tracer", 2, 2, &event, &pair)) {
+        return NULL;
+    }
+    if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2
+        && PyUnicode_Check(event)
+        && (PyUnicode_EqualToUTF8(event, "switch")
+            || PyUnicode_EqualToUTF8(event, "throw")))
+    {
+        if (gl_switch(self, PyTuple_GET_ITEM(pair, 0),
+                      PyTuple_GET_ITEM(pair, 1)) < 0)
+        {
+            return NULL;
+        }
+    }
+    if (self->previous != NULL) {
+        return PyObject_Call(self->previous, args, kwargs);
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+gl_tracer_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    gl_tracer *self = (gl_tracer *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->previous);
+    Py_VISIT(self->parked);
+    Py_VISIT(self->current);
+    return 0;
+}
+
+static int
+gl_tracer_clear(PyObject *op)
+{
+    gl_tracer *self = (gl_tracer *)op;
+    Py_CLEAR(self->previous);
+    Py_CLEAR(self->parked);
+    Py_CLEAR(self->current);
+    return 0;
+}
+
+static void
+gl_tracer_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    (void)gl_tracer_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+gl_tracer_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    gl_tracer *self = (gl_tracer *)op;
+    return Py_BuildValue("{snsnsn}", "switches", self->switches,
+                         "erasures", self->erasures,
+                         "parked", PyDict_GET_SIZE(self->parked));
+}
+
+static PyMethodDef gl_tracer_methods[] = {
+    {"_stats", gl_tracer_stats, METH_NOARGS,
+     "_stats(): switches seen, erasures made, records kept (tests)"},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyType_Slot gl_tracer_slots[] = {
+    {Py_tp_call, gl_tracer_call},
+    {Py_tp_traverse, gl_tracer_traverse},
+    {Py_tp_clear, gl_tracer_clear},
+    {Py_tp_dealloc, gl_tracer_dealloc},
+    {Py_tp_methods, gl_tracer_methods},
+    {Py_tp_doc, "secret.do()'s greenlet trace function: secret mode "
+                "follows greenlet switches. It calls the one it replaced."},
+    {0, NULL}
+};
+
+static PyType_Spec gl_tracer_spec = {
+    .name = "_secret.GreenletTracer",
+    .basicsize = sizeof(gl_tracer),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = gl_tracer_slots,
+};
+
+/* This thread's tracer (kept in its thread-state dict), or NULL. */
+static gl_tracer *
+gl_this_thread(secret_state *st)
+{
+    PyObject *d = PyThreadState_GetDict();      /* borrowed */
+    PyObject *t = d ? PyDict_GetItemWithError(d, st->gl_key) : NULL;
+    return t != NULL && Py_IS_TYPE(t, (PyTypeObject *)st->gl_tracer_type)
+           ? (gl_tracer *)t : NULL;
+}
+
+/* The greenlet running, or NULL (error set). */
+static PyObject *
+gl_getcurrent(secret_state *st)
+{
+    return PyObject_CallNoArgs(st->gl_getcurrent);
+}
+
+SECRET_COLD static int
+gl_lost(const char *when)
+{
+    PyErr_Format(PyExc_RuntimeError,
+                 "secret.do() %s: a greenlet switch was not seen, so secret "
+                 "mode did not follow it (a trace function put in place "
+                 "with greenlet.settrace() after secret.do() must call the "
+                 "one it replaced)", when);
+    return -1;
+}
+
+/* At do() entry: once the greenlet module is loaded, this thread's tracer
+ * is in place and has seen every switch. 0, or -1 with an error. */
+static int
+gl_follow(PyObject *module, PyThreadState *tstate)
+{
+    secret_state *st = PyModule_GetState(module);
+    if (st->gl_getcurrent == NULL) {
+        PyObject *m = PyDict_GetItemWithError(tstate->interp->imports.modules,
+                                              st->gl_modname);
+        if (m == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        PyObject *gc = PyObject_GetAttrString(m, "getcurrent");
+        PyObject *gt = gc ? PyObject_GetAttrString(m, "gettrace") : NULL;
+        PyObject *stf = gt ? PyObject_GetAttrString(m, "settrace") : NULL;
+        if (stf == NULL) {
+            Py_XDECREF(gc);
+            Py_XDECREF(gt);
+            return -1;
+        }
+        st->gl_getcurrent = gc;
+        st->gl_gettrace = gt;
+        st->gl_settrace = stf;
+    }
+    int saved = _PySecret_SuspendMode();
+    int rc = -1;
+    PyObject *cur = NULL;
+    gl_tracer *self = gl_this_thread(st);
+    if (self == NULL && PyErr_Occurred()) {
+        goto done;
+    }
+    cur = gl_getcurrent(st);
+    if (cur == NULL) {
+        goto done;
+    }
+    if (self != NULL) {
+        PyObject *seen = gl_referent(self->current);
+        Py_XDECREF(seen);
+        if (seen == cur) {
+            rc = 0;
+            goto done;
+        }
+        /* Switches went unseen. Harmless if no greenlet was in secret
+         * mode; else modes are lost. */
+        gl_mode now, base;
+        gl_get((_PyThreadStateImpl *)tstate, &now);
+        now.mode = saved;
+        if (PyDict_GET_SIZE(self->parked) == 0
+            && gl_base(self, cur, &base) == 0
+            && now.depth == base.depth && now.inherited == base.inherited
+            && now.mode == base.mode)
+        {
+            PyObject *ref = PyWeakref_NewRef(cur, NULL);
+            if (ref != NULL) {
+                Py_XSETREF(self->current, ref);
+                rc = 0;
+            }
+        }
+        else if (!PyErr_Occurred()) {
+            gl_lost("cannot enter secret mode");
+        }
+        goto done;
+    }
+    /* First do() on this thread since greenlet was loaded. */
+    PyObject *prev = PyObject_CallNoArgs(st->gl_gettrace);
+    if (prev == NULL) {
+        goto done;
+    }
+    self = PyObject_GC_New(gl_tracer, (PyTypeObject *)st->gl_tracer_type);
+    if (self == NULL) {
+        Py_DECREF(prev);
+        goto done;
+    }
+    Py_INCREF(st->gl_tracer_type);
+    self->previous = Py_IsNone(prev) ? (Py_DECREF(prev), NULL) : prev;
+    self->parked = PyDict_New();
+    self->current = PyWeakref_NewRef(cur, NULL);
+    self->thread_inherited = ((_PyThreadStateImpl *)tstate)->secret.inherited;
+    self->sweep_at = 16;
+    self->switches = self->erasures = 0;
+    PyObject_GC_Track(self);
+    PyObject *d = PyThreadState_GetDict();
+    PyObject *r = NULL;
+    if (self->parked != NULL && self->current != NULL && d != NULL
+        && PyDict_SetItem(d, st->gl_key, (PyObject *)self) == 0)
+    {
+        r = PyObject_CallOneArg(st->gl_settrace, (PyObject *)self);
+    }
+    if (r != NULL) {
+        Py_DECREF(r);
+        rc = 0;
+    }
+    else if (d != NULL) {
+        (void)PyDict_Pop(d, st->gl_key, NULL);
+    }
+    Py_DECREF(self);
+done:
+    Py_XDECREF(cur);
+    _PySecret_RestoreMode(saved);
+    return rc;
+}
+
+/* At do() exit, before leaving: the greenlet running is the one the
+ * tracer saw switched in last (and the tracer is put in place if greenlet
+ * was loaded during func). If not, the mode did not follow the code: the
+ * depth and mode are made what the exit expects, and 1 is returned: do()
+ * raises once it has erased (*err: an error to raise instead, or NULL). */
+static int
+gl_exit_check(PyObject *module, PyThreadState *tstate, PyObject **err)
+{
+    secret_state *st = PyModule_GetState(module);
+    _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
+    int lost = 0;
+    *err = NULL;
+    PyObject *exc = PyErr_GetRaisedException();
+    if (st->gl_getcurrent == NULL) {
+        if (gl_follow(module, tstate) < 0) {
+            *err = PyErr_GetRaisedException();
+            lost = 1;
+        }
+    }
+    else {
+        int saved = _PySecret_SuspendMode();
+        gl_tracer *self = gl_this_thread(st);
+        PyObject *cur = self ? gl_getcurrent(st) : NULL;
+        if (cur != NULL) {
+            PyObject *seen = gl_referent(self->current);
+            lost = seen != cur;
+            Py_XDECREF(seen);
+            Py_DECREF(cur);
+        }
+        PyErr_Clear();
+        _PySecret_RestoreMode(saved);
+    }
+    if (ts->secret.depth < 1) {
+        lost = 1;
+        ts->secret.depth = 1;
+    }
+    if (lost) {
+        _PySecret_tls.mode = ts->secret.depth + ts->secret.inherited;
+    }
+    PyErr_SetRaisedException(exc);
+    return lost;
+}
+
+/* After the exit's erasure, when gl_exit_check() found the mode lost:
+ * res (func's result) is dropped, and RuntimeError raised. */
+SECRET_COLD static PyObject *
+gl_exit_lost(PyThreadState *tstate, PyObject *res, PyObject *err)
+{
+    _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
+    _PySecret_tls.mode = ts->secret.depth + ts->secret.inherited;
+    Py_XDECREF(res);
+    if (err != NULL) {
+        PyErr_SetRaisedException(err);
+        return NULL;
+    }
+    if (PyErr_Occurred()) {
+        _PyErr_FormatFromCause(PyExc_RuntimeError,
+                               "secret.do() could not keep secret mode: a "
+                               "greenlet switch was not seen");
+        return NULL;
+    }
+    (void)gl_lost("could not keep secret mode");
+    return NULL;
+}
+#endif  /* _Py_SECRET_HEAP */
+
 PyDoc_STRVAR(secret_do_doc,
 "do($module, func, /, *args, **kwargs)\n"
 "--\n"
@@ -1842,6 +2368,9 @@ do_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         return NULL;
     }
 #if _Py_SECRET_HEAP
+    if (_PySecret_SUPPORTED && gl_follow(module, tstate) < 0) {
+        return NULL;
+    }
     int outermost = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
     exit_gc gcs;
     if (outermost) {
@@ -1880,10 +2409,19 @@ do_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     }
 #endif
     epoch_end(tstate, epoch);
+#if _Py_SECRET_HEAP
+    PyObject *gl_err = NULL;
+    int gl_lost_mode = entered && gl_exit_check(module, tstate, &gl_err);
+#endif
     if (entered) {
         /* Last: erases the C stack below this frame and the registers. */
         _PySecret_LEAVE(tstate, &call);
     }
+#if _Py_SECRET_HEAP
+    if (gl_lost_mode) {
+        return gl_exit_lost(tstate, res, gl_err);
+    }
+#endif
     return res;
 }
 
@@ -2095,6 +2633,11 @@ async_call_step(async_call *self, int how, PyObject *arg,
     PyThreadState *tstate = _PyThreadState_GET();
     PyObject *module = PyType_GetModule(Py_TYPE(self));
 #if _Py_SECRET_HEAP
+    if (self->state == DA_CREATED && _PySecret_SUPPORTED
+        && gl_follow(module, tstate) < 0)
+    {
+        return PYGEN_ERROR;
+    }
     if (self->state == DA_CREATED) {
         self->collects = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
         if (self->collects) {
@@ -3006,7 +3549,22 @@ secret_exec(PyObject *module)
     if (st->async_call_type == NULL) {
         return -1;
     }
-    return PyModule_AddType(module, (PyTypeObject *)st->async_call_type);
+    if (PyModule_AddType(module, (PyTypeObject *)st->async_call_type) < 0) {
+        return -1;
+    }
+#if _Py_SECRET_HEAP
+    st->gl_key = PyUnicode_InternFromString("_secret.greenlet_tracer");
+    st->gl_modname = PyUnicode_InternFromString("greenlet._greenlet");
+    if (st->gl_key == NULL || st->gl_modname == NULL) {
+        return -1;
+    }
+    st->gl_tracer_type = PyType_FromModuleAndSpec(module, &gl_tracer_spec,
+                                                  NULL);
+    if (st->gl_tracer_type == NULL) {
+        return -1;
+    }
+#endif
+    return 0;
 }
 
 static int
@@ -3016,6 +3574,10 @@ secret_traverse(PyObject *module, visitproc visit, void *arg)
     if (st != NULL) {
         Py_VISIT(st->placeholder);
         Py_VISIT(st->async_call_type);
+        Py_VISIT(st->gl_tracer_type);
+        Py_VISIT(st->gl_getcurrent);
+        Py_VISIT(st->gl_gettrace);
+        Py_VISIT(st->gl_settrace);
     }
     return 0;
 }
@@ -3027,6 +3589,12 @@ secret_clear(PyObject *module)
     if (st != NULL) {
         Py_CLEAR(st->placeholder);
         Py_CLEAR(st->async_call_type);
+        Py_CLEAR(st->gl_tracer_type);
+        Py_CLEAR(st->gl_key);
+        Py_CLEAR(st->gl_modname);
+        Py_CLEAR(st->gl_getcurrent);
+        Py_CLEAR(st->gl_gettrace);
+        Py_CLEAR(st->gl_settrace);
     }
     return 0;
 }

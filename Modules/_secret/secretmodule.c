@@ -88,6 +88,10 @@ typedef struct {
     PyObject *gl_getcurrent;
     PyObject *gl_gettrace;
     PyObject *gl_settrace;
+    PyObject *(*gl_capi_getcurrent)(void);
+    /* gl_modules_changes when sys.modules was last searched for greenlet
+     * (-1: it is not watched, search at every do()). */
+    Py_ssize_t gl_modules_seen;
 } secret_state;
 
 /* When do() began, for the exception that leaves it (see do_epoch). */
@@ -1852,13 +1856,28 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     PyObject *previous;     /* the trace function it replaced, or NULL */
-    PyObject *parked;       /* {address: (weakref, depth, inherited, mode)} */
-    PyObject *current;      /* weakref to the greenlet it saw switched in */
+    /* greenlet address -> gl_record, for greenlets parked in a mode that
+     * is not their base mode (ordinary memory: plain_alloc) */
+    _Py_hashtable_t *parked;
+    uintptr_t current;      /* the greenlet it saw switched in last */
     int thread_inherited;   /* the thread's own base mode */
-    Py_ssize_t sweep_at;    /* drop dead records when parked reaches it */
+    size_t sweep_at;        /* drop dead records when parked reaches it */
     Py_ssize_t switches;    /* switches seen (tests) */
     Py_ssize_t erasures;    /* of them, out of secret mode */
 } gl_tracer;
+
+typedef struct {
+    PyObject *ref;          /* weak reference to the greenlet */
+    gl_mode mode;
+} gl_record;
+
+static void
+gl_record_free(void *value)
+{
+    gl_record *r = value;
+    Py_XDECREF(r->ref);
+    plain_free(r);
+}
 
 static void
 gl_get(_PyThreadStateImpl *ts, gl_mode *m)
@@ -1874,6 +1893,13 @@ gl_set(_PyThreadStateImpl *ts, const gl_mode *m)
     ts->secret.depth = m->depth;
     ts->secret.inherited = m->inherited;
     _PySecret_tls.mode = m->mode;
+}
+
+static inline int
+gl_same(const gl_mode *a, const gl_mode *b)
+{
+    return a->depth == b->depth && a->inherited == b->inherited
+           && a->mode == b->mode;
 }
 
 /* The mode g runs in when no record is kept for it. -1 on error. */
@@ -1905,90 +1931,81 @@ gl_referent(PyObject *ref)
     return obj;
 }
 
-/* Records whose greenlet is gone (it ended without being switched to
- * again: its thread's end, a kill in place). */
 static int
-gl_sweep(gl_tracer *self)
+gl_collect_dead(_Py_hashtable_t *ht, const void *key, const void *value,
+                void *arg)
 {
-    PyObject *dead = PyList_New(0);
-    if (dead == NULL) {
-        return -1;
+    PyObject *g = gl_referent(((const gl_record *)value)->ref);
+    if (g == NULL) {
+        const void **dead = arg;
+        /* one at a time: the table cannot change during the walk */
+        *dead = key;
+        return 1;
     }
-    Py_ssize_t pos = 0;
-    PyObject *key, *rec;
-    while (PyDict_Next(self->parked, &pos, &key, &rec)) {
-        PyObject *g = gl_referent(PyTuple_GET_ITEM(rec, 0));
-        if (g == NULL && PyList_Append(dead, key) < 0) {
-            Py_DECREF(dead);
-            return -1;
-        }
-        Py_XDECREF(g);
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(dead); i++) {
-        if (PyDict_DelItem(self->parked, PyList_GET_ITEM(dead, i)) < 0) {
-            Py_DECREF(dead);
-            return -1;
-        }
-    }
-    Py_DECREF(dead);
-    self->sweep_at = 2 * PyDict_GET_SIZE(self->parked) + 16;
+    Py_DECREF(g);
     return 0;
 }
 
-static int
-gl_park(gl_tracer *self, PyObject *g, const gl_mode *m, const gl_mode *base)
+/* Records whose greenlet is gone (it ended without being switched to
+ * again: its thread's end, a kill in place). */
+static void
+gl_sweep(gl_tracer *self)
 {
-    PyObject *key = PyLong_FromVoidPtr(g);
-    if (key == NULL) {
-        return -1;
-    }
-    int rc;
-    if (m->depth == base->depth && m->inherited == base->inherited
-        && m->mode == base->mode)
+    const void *dead;
+    while (dead = NULL,
+           _Py_hashtable_foreach(self->parked, gl_collect_dead, &dead) != 0
+           && dead != NULL)
     {
-        rc = PyDict_Pop(self->parked, key, NULL) < 0 ? -1 : 0;
+        gl_record_free(_Py_hashtable_steal(self->parked, dead));
     }
-    else {
-        PyObject *rec = NULL, *ref = PyWeakref_NewRef(g, NULL);
-        if (ref != NULL) {
-            rec = Py_BuildValue("(Niii)", ref, m->depth, m->inherited,
-                                m->mode);
+    self->sweep_at = 2 * self->parked->nentries + 16;
+}
+
+static int
+gl_park(gl_tracer *self, PyObject *g, const gl_mode *m)
+{
+    gl_record *r = _Py_hashtable_get(self->parked, g);
+    if (r == NULL) {
+        r = plain_malloc(sizeof(gl_record));
+        if (r == NULL) {
+            PyErr_NoMemory();
+            return -1;
         }
-        rc = rec == NULL ? -1 : PyDict_SetItem(self->parked, key, rec);
-        Py_XDECREF(rec);
-        if (rc == 0 && PyDict_GET_SIZE(self->parked) >= self->sweep_at) {
-            rc = gl_sweep(self);
+        r->ref = PyWeakref_NewRef(g, NULL);
+        if (r->ref == NULL) {
+            plain_free(r);
+            return -1;
+        }
+        if (_Py_hashtable_set(self->parked, g, r) < 0) {
+            gl_record_free(r);
+            PyErr_NoMemory();
+            return -1;
         }
     }
-    Py_DECREF(key);
-    return rc;
+    r->mode = *m;
+    if (self->parked->nentries >= self->sweep_at) {
+        gl_sweep(self);
+    }
+    return 0;
 }
 
 /* The record kept for g (taken), else g's base mode. */
 static int
 gl_unpark(gl_tracer *self, PyObject *g, gl_mode *m)
 {
-    PyObject *key = PyLong_FromVoidPtr(g);
-    if (key == NULL) {
-        return -1;
-    }
-    PyObject *rec;
-    if (PyDict_Pop(self->parked, key, &rec) < 0) {
-        Py_DECREF(key);
-        return -1;
-    }
-    Py_DECREF(key);
-    if (rec != NULL) {
-        PyObject *was = gl_referent(PyTuple_GET_ITEM(rec, 0));
+    gl_record *r = self->parked->nentries
+                   ? _Py_hashtable_steal(self->parked, g) : NULL;
+    if (r != NULL) {
+        PyObject *was = gl_referent(r->ref);
         Py_XDECREF(was);
-        if (was == g) {
-            m->depth = PyLong_AsInt(PyTuple_GET_ITEM(rec, 1));
-            m->inherited = PyLong_AsInt(PyTuple_GET_ITEM(rec, 2));
-            m->mode = PyLong_AsInt(PyTuple_GET_ITEM(rec, 3));
-            Py_DECREF(rec);
+        int ours = was == g;
+        if (ours) {
+            *m = r->mode;
+        }
+        gl_record_free(r);      /* else a dead greenlet's, same address */
+        if (ours) {
             return 0;
         }
-        Py_DECREF(rec);     /* a dead greenlet's, at the same address */
     }
     return gl_base(self, g, m);
 }
@@ -2017,27 +2034,24 @@ gl_switch(gl_tracer *self, PyObject *origin, PyObject *target)
     gl_get(ts, &left);
     /* The records are not secret: kept in ordinary memory. */
     _PySecret_tls.mode = 0;
-    int rc = -1;
-    PyObject *ref = NULL;
     if (gl_base(self, origin, &base) < 0
-        || gl_park(self, origin, &left, &base) < 0
-        || gl_unpark(self, target, &next) < 0
-        || (ref = PyWeakref_NewRef(target, NULL)) == NULL)
+        || (!gl_same(&left, &base) && gl_park(self, origin, &left) < 0)
+        || gl_unpark(self, target, &next) < 0)
     {
         /* Nothing changes: the greenlet that runs now stays in the mode
-         * the other left, and greenlet raises this in it. */
+         * the other left, greenlet raises this in it (and drops this
+         * tracer), and do() notices the switch it did not follow. */
         gl_set(ts, &left);
         return -1;
     }
-    Py_XSETREF(self->current, ref);
+    self->current = (uintptr_t)target;
     self->switches++;
     if (left.mode > 0) {
         gl_erase();
         self->erasures++;
     }
     gl_set(ts, &next);
-    rc = 0;
-    return rc;
+    return 0;
 }
 
 static PyObject *
@@ -2065,14 +2079,30 @@ gl_tracer_call(PyObject *op, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+typedef struct {
+    visitproc visit;
+    void *arg;
+} gl_visit_arg;
+
+static int
+gl_visit_record(_Py_hashtable_t *ht, const void *key, const void *value,
+                void *arg)
+{
+    gl_visit_arg *v = arg;
+    PyObject *ref = ((const gl_record *)value)->ref;
+    return ref != NULL ? v->visit(ref, v->arg) : 0;
+}
+
 static int
 gl_tracer_traverse(PyObject *op, visitproc visit, void *arg)
 {
     gl_tracer *self = (gl_tracer *)op;
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->previous);
-    Py_VISIT(self->parked);
-    Py_VISIT(self->current);
+    if (self->parked != NULL) {
+        (void)_Py_hashtable_foreach(self->parked, gl_visit_record,
+                                    &(gl_visit_arg){visit, arg});
+    }
     return 0;
 }
 
@@ -2081,8 +2111,11 @@ gl_tracer_clear(PyObject *op)
 {
     gl_tracer *self = (gl_tracer *)op;
     Py_CLEAR(self->previous);
-    Py_CLEAR(self->parked);
-    Py_CLEAR(self->current);
+    if (self->parked != NULL) {
+        _Py_hashtable_t *ht = self->parked;
+        self->parked = NULL;
+        _Py_hashtable_destroy(ht);
+    }
     return 0;
 }
 
@@ -2102,7 +2135,8 @@ gl_tracer_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
     gl_tracer *self = (gl_tracer *)op;
     return Py_BuildValue("{snsnsn}", "switches", self->switches,
                          "erasures", self->erasures,
-                         "parked", PyDict_GET_SIZE(self->parked));
+                         "parked", (Py_ssize_t)(self->parked
+                                                ? self->parked->nentries : 0));
 }
 
 static PyMethodDef gl_tracer_methods[] = {
@@ -2140,10 +2174,14 @@ gl_this_thread(secret_state *st)
            ? (gl_tracer *)t : NULL;
 }
 
-/* The greenlet running, or NULL (error set). */
+/* The greenlet running, or NULL (error set): through greenlet's C API
+ * when it has one (a plain C call), else its getcurrent(). */
 static PyObject *
 gl_getcurrent(secret_state *st)
 {
+    if (st->gl_capi_getcurrent != NULL) {
+        return st->gl_capi_getcurrent();
+    }
     return PyObject_CallNoArgs(st->gl_getcurrent);
 }
 
@@ -2158,29 +2196,101 @@ gl_lost(const char *when)
     return -1;
 }
 
+/* One do() call's view of greenlets. */
+typedef struct {
+    gl_tracer *tracer;      /* this thread's, held for the call, or NULL */
+    uintptr_t current;      /* the greenlet do() runs in */
+    Py_ssize_t seen;        /* gl_modules_changes at entry, if no tracer */
+} gl_call;
+
+/* Additions to any interpreter's sys.modules (a dict watcher): do()
+ * looks for greenlet again only after one. */
+static Py_ssize_t gl_modules_changes;
+
+static int
+gl_modules_watch(PyDict_WatchEvent event, PyObject *dict, PyObject *key,
+                 PyObject *new_value)
+{
+    if (event != PyDict_EVENT_DELETED && event != PyDict_EVENT_DEALLOCATED) {
+        _Py_atomic_add_ssize(&gl_modules_changes, 1);
+    }
+    return 0;
+}
+
+/* Did sys.modules change since greenlet was last looked for? */
+static inline int
+gl_modules_changed(secret_state *st)
+{
+    return st->gl_modules_seen < 0
+           || _Py_atomic_load_ssize_relaxed(&gl_modules_changes)
+              != st->gl_modules_seen;
+}
+
+/* greenlet's module, once: 0 if it is not loaded (no error), 1 if it is,
+ * -1 on error. */
+static int
+gl_find(secret_state *st, PyThreadState *tstate)
+{
+    if (!gl_modules_changed(st)) {
+        return 0;
+    }
+    if (st->gl_modules_seen >= 0) {
+        st->gl_modules_seen = _Py_atomic_load_ssize_relaxed(&gl_modules_changes);
+    }
+    PyObject *m = PyDict_GetItemWithError(tstate->interp->imports.modules,
+                                          st->gl_modname);
+    if (m == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *gc = PyObject_GetAttrString(m, "getcurrent");
+    PyObject *gt = gc ? PyObject_GetAttrString(m, "gettrace") : NULL;
+    PyObject *stf = gt ? PyObject_GetAttrString(m, "settrace") : NULL;
+    if (stf == NULL) {
+        Py_XDECREF(gc);
+        Py_XDECREF(gt);
+        return -1;
+    }
+    PyObject *capi = PyObject_GetAttrString(m, "_C_API");
+    if (capi != NULL && PyCapsule_IsValid(capi, "greenlet._C_API")) {
+        void **api = PyCapsule_GetPointer(capi, "greenlet._C_API");
+        /* PyGreenlet_GetCurrent_NUM (greenlet.h): the same in every
+         * greenlet release. */
+        st->gl_capi_getcurrent = (PyObject *(*)(void))api[4];
+    }
+    Py_XDECREF(capi);
+    PyErr_Clear();
+    st->gl_getcurrent = gc;
+    st->gl_gettrace = gt;
+    st->gl_settrace = stf;
+    return 1;
+}
+
+static int gl_follow_slow(secret_state *st, PyThreadState *tstate,
+                          gl_call *c);
+
 /* At do() entry: once the greenlet module is loaded, this thread's tracer
  * is in place and has seen every switch. 0, or -1 with an error. */
-static int
-gl_follow(PyObject *module, PyThreadState *tstate)
+static inline int
+gl_follow(PyObject *module, PyThreadState *tstate, gl_call *c)
 {
     secret_state *st = PyModule_GetState(module);
+    c->tracer = NULL;
+    c->current = 0;
+    c->seen = _Py_atomic_load_ssize_relaxed(&gl_modules_changes);
+    if (st->gl_getcurrent == NULL && st->gl_modules_seen == c->seen) {
+        return 0;       /* greenlet is not loaded */
+    }
+    return gl_follow_slow(st, tstate, c);
+}
+
+static Py_NO_INLINE int
+gl_follow_slow(secret_state *st, PyThreadState *tstate, gl_call *c)
+{
     if (st->gl_getcurrent == NULL) {
-        PyObject *m = PyDict_GetItemWithError(tstate->interp->imports.modules,
-                                              st->gl_modname);
-        if (m == NULL) {
-            return PyErr_Occurred() ? -1 : 0;
+        int found = gl_find(st, tstate);
+        if (found <= 0) {
+            return found;
         }
-        PyObject *gc = PyObject_GetAttrString(m, "getcurrent");
-        PyObject *gt = gc ? PyObject_GetAttrString(m, "gettrace") : NULL;
-        PyObject *stf = gt ? PyObject_GetAttrString(m, "settrace") : NULL;
-        if (stf == NULL) {
-            Py_XDECREF(gc);
-            Py_XDECREF(gt);
-            return -1;
-        }
-        st->gl_getcurrent = gc;
-        st->gl_gettrace = gt;
-        st->gl_settrace = stf;
     }
     int saved = _PySecret_SuspendMode();
     int rc = -1;
@@ -2194,31 +2304,27 @@ gl_follow(PyObject *module, PyThreadState *tstate)
         goto done;
     }
     if (self != NULL) {
-        PyObject *seen = gl_referent(self->current);
-        Py_XDECREF(seen);
-        if (seen == cur) {
-            rc = 0;
-            goto done;
-        }
-        /* Switches went unseen. Harmless if no greenlet was in secret
-         * mode; else modes are lost. */
-        gl_mode now, base;
-        gl_get((_PyThreadStateImpl *)tstate, &now);
-        now.mode = saved;
-        if (PyDict_GET_SIZE(self->parked) == 0
-            && gl_base(self, cur, &base) == 0
-            && now.depth == base.depth && now.inherited == base.inherited
-            && now.mode == base.mode)
-        {
-            PyObject *ref = PyWeakref_NewRef(cur, NULL);
-            if (ref != NULL) {
-                Py_XSETREF(self->current, ref);
-                rc = 0;
+        if (self->current != (uintptr_t)cur) {
+            /* Switches went unseen. Harmless if no greenlet was in secret
+             * mode; else modes are lost. */
+            gl_mode now, base;
+            gl_get((_PyThreadStateImpl *)tstate, &now);
+            now.mode = saved;
+            if (self->parked->nentries != 0
+                || gl_base(self, cur, &base) < 0
+                || now.depth != base.depth || now.inherited != base.inherited
+                || now.mode != base.mode)
+            {
+                if (!PyErr_Occurred()) {
+                    gl_lost("cannot enter secret mode");
+                }
+                goto done;
             }
+            self->current = (uintptr_t)cur;
         }
-        else if (!PyErr_Occurred()) {
-            gl_lost("cannot enter secret mode");
-        }
+        c->tracer = (gl_tracer *)Py_NewRef(self);
+        c->current = (uintptr_t)cur;
+        rc = 0;
         goto done;
     }
     /* First do() on this thread since greenlet was loaded. */
@@ -2233,73 +2339,75 @@ gl_follow(PyObject *module, PyThreadState *tstate)
     }
     Py_INCREF(st->gl_tracer_type);
     self->previous = Py_IsNone(prev) ? (Py_DECREF(prev), NULL) : prev;
-    self->parked = PyDict_New();
-    self->current = PyWeakref_NewRef(cur, NULL);
+    self->parked = _Py_hashtable_new_full(_Py_hashtable_hash_ptr,
+                                          _Py_hashtable_compare_direct,
+                                          NULL, gl_record_free, &plain_alloc);
+    self->current = (uintptr_t)cur;
     self->thread_inherited = ((_PyThreadStateImpl *)tstate)->secret.inherited;
     self->sweep_at = 16;
     self->switches = self->erasures = 0;
     PyObject_GC_Track(self);
     PyObject *d = PyThreadState_GetDict();
     PyObject *r = NULL;
-    if (self->parked != NULL && self->current != NULL && d != NULL
+    if (self->parked != NULL && d != NULL
         && PyDict_SetItem(d, st->gl_key, (PyObject *)self) == 0)
     {
         r = PyObject_CallOneArg(st->gl_settrace, (PyObject *)self);
     }
     if (r != NULL) {
         Py_DECREF(r);
+        c->tracer = self;
+        c->current = (uintptr_t)cur;
         rc = 0;
     }
-    else if (d != NULL) {
-        (void)PyDict_Pop(d, st->gl_key, NULL);
+    else {
+        if (d != NULL) {
+            (void)PyDict_Pop(d, st->gl_key, NULL);
+        }
+        Py_DECREF(self);
     }
-    Py_DECREF(self);
 done:
     Py_XDECREF(cur);
     _PySecret_RestoreMode(saved);
     return rc;
 }
 
-/* At do() exit, before leaving: the greenlet running is the one the
- * tracer saw switched in last (and the tracer is put in place if greenlet
- * was loaded during func). If not, the mode did not follow the code: the
- * depth and mode are made what the exit expects, and 1 is returned: do()
- * raises once it has erased (*err: an error to raise instead, or NULL). */
+/* At do() exit, before leaving: the tracer saw the switch back to the
+ * greenlet do() runs in last (and it is put in place if greenlet was
+ * loaded during func: a greenlet func made and left parked then follows
+ * its mode). If not, the mode did not follow the code: the depth and mode
+ * are made what the exit expects, and 1 is returned: do() raises once it
+ * has erased (*err: an error to raise instead, or NULL). */
 static int
-gl_exit_check(PyObject *module, PyThreadState *tstate, PyObject **err)
+gl_exit_check(PyObject *module, PyThreadState *tstate, gl_call *c,
+              PyObject **err)
 {
-    secret_state *st = PyModule_GetState(module);
     _PyThreadStateImpl *ts = (_PyThreadStateImpl *)tstate;
     int lost = 0;
     *err = NULL;
-    PyObject *exc = PyErr_GetRaisedException();
-    if (st->gl_getcurrent == NULL) {
-        if (gl_follow(module, tstate) < 0) {
+    if (c->tracer != NULL) {
+        lost = c->tracer->current != c->current;
+        Py_CLEAR(c->tracer);
+    }
+    else if (_Py_atomic_load_ssize_relaxed(&gl_modules_changes) != c->seen)
+    {
+        /* func imported modules: greenlet among them? */
+        PyObject *exc = PyErr_GetRaisedException();
+        gl_call now;
+        if (gl_follow(module, tstate, &now) < 0) {
             *err = PyErr_GetRaisedException();
             lost = 1;
         }
+        Py_XDECREF(now.tracer);
+        PyErr_SetRaisedException(exc);
     }
-    else {
-        int saved = _PySecret_SuspendMode();
-        gl_tracer *self = gl_this_thread(st);
-        PyObject *cur = self ? gl_getcurrent(st) : NULL;
-        if (cur != NULL) {
-            PyObject *seen = gl_referent(self->current);
-            lost = seen != cur;
-            Py_XDECREF(seen);
-            Py_DECREF(cur);
-        }
-        PyErr_Clear();
-        _PySecret_RestoreMode(saved);
-    }
-    if (ts->secret.depth < 1) {
+    if (__builtin_expect(ts->secret.depth < 1, 0)) {
         lost = 1;
         ts->secret.depth = 1;
     }
     if (lost) {
         _PySecret_tls.mode = ts->secret.depth + ts->secret.inherited;
     }
-    PyErr_SetRaisedException(exc);
     return lost;
 }
 
@@ -2368,7 +2476,8 @@ do_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
         return NULL;
     }
 #if _Py_SECRET_HEAP
-    if (_PySecret_SUPPORTED && gl_follow(module, tstate) < 0) {
+    gl_call glc;
+    if (_PySecret_SUPPORTED && gl_follow(module, tstate, &glc) < 0) {
         return NULL;
     }
     int outermost = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
@@ -2411,7 +2520,8 @@ do_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
     epoch_end(tstate, epoch);
 #if _Py_SECRET_HEAP
     PyObject *gl_err = NULL;
-    int gl_lost_mode = entered && gl_exit_check(module, tstate, &gl_err);
+    int gl_lost_mode = entered && gl_exit_check(module, tstate, &glc,
+                                                &gl_err);
 #endif
     if (entered) {
         /* Last: erases the C stack below this frame and the registers. */
@@ -2633,10 +2743,12 @@ async_call_step(async_call *self, int how, PyObject *arg,
     PyThreadState *tstate = _PyThreadState_GET();
     PyObject *module = PyType_GetModule(Py_TYPE(self));
 #if _Py_SECRET_HEAP
-    if (self->state == DA_CREATED && _PySecret_SUPPORTED
-        && gl_follow(module, tstate) < 0)
-    {
-        return PYGEN_ERROR;
+    if (self->state == DA_CREATED && _PySecret_SUPPORTED) {
+        gl_call glc;
+        if (gl_follow(module, tstate, &glc) < 0) {
+            return PYGEN_ERROR;
+        }
+        Py_XDECREF(glc.tracer);
     }
     if (self->state == DA_CREATED) {
         self->collects = ((_PyThreadStateImpl *)tstate)->secret.depth == 0;
@@ -3563,6 +3675,19 @@ secret_exec(PyObject *module)
     if (st->gl_tracer_type == NULL) {
         return -1;
     }
+    st->gl_modules_seen = -1;
+    PyObject *modules = _PyInterpreterState_GET()->imports.modules;
+    int wid = modules != NULL && PyDict_CheckExact(modules)
+              ? PyDict_AddWatcher(gl_modules_watch) : -1;
+    if (wid >= 0 && PyDict_Watch(wid, modules) == 0) {
+        /* One lookup at the first do(), then after additions only. */
+        st->gl_modules_seen =
+            _Py_atomic_load_ssize_relaxed(&gl_modules_changes) - 1;
+        if (st->gl_modules_seen < 0) {
+            st->gl_modules_seen = PY_SSIZE_T_MAX;
+        }
+    }
+    PyErr_Clear();
 #endif
     return 0;
 }

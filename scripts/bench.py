@@ -24,6 +24,7 @@ Instruction counts, valgrind's callgrind (exact and repeatable):
   bench.py callgrind io [LABEL=PYTHON ...] [--no-do] [--works LIST]
   bench.py callgrind thread-end [PYTHON ...]
   bench.py callgrind locks [PYTHON ...]
+  bench.py callgrind greenlet [PYTHON ...]
   bench.py callgrind exceptions [PYTHON ...]
   bench.py callgrind do-exit [PYTHON ...]
   bench.py callgrind exit-gc [PYTHON]
@@ -135,6 +136,12 @@ def parser():
     w.add_argument("pythons", nargs="*", metavar="PYTHON",
                    help="interpreters (default: the installed pristine and "
                    "experiment)")
+    w = works.add_parser("greenlet",
+                         help="do() and greenlet switches, greenlet loaded",
+                         description=callgrind.greenlet.__doc__)
+    w.add_argument("pythons", nargs="*", metavar="PYTHON",
+                   help="experiment interpreters with greenlet (default: "
+                   "the test venv's)")
     w = works.add_parser("exceptions",
                          help="raising and catching outside do",
                          description=callgrind.exceptions.__doc__)
@@ -241,6 +248,8 @@ def main(argv=None):
         callgrind.thread_end(a.pythons)
     elif a.work == "locks":
         callgrind.locks(a.pythons)
+    elif a.work == "greenlet":
+        callgrind.greenlet(a.pythons)
     elif a.work == "exceptions":
         callgrind.exceptions(a.pythons)
     elif a.work == "native":

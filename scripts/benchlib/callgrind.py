@@ -542,6 +542,54 @@ def locks(pythons):
                   % (kind, (n2 - n1) / LOCKS_N, py), flush=True)
 
 
+# -- greenlet ---------------------------------------------------------------
+
+GREENLET_CHILD = r"""
+import site, sys
+site.main()             # -S: the venv's packages (greenlet)
+import secret
+n, kind = int(sys.argv[1]), sys.argv[2]
+if kind.startswith("do"):
+    if kind == "do-greenlet":
+        import greenlet
+    f = lambda: None
+    secret.do(f)
+    for _ in range(n):
+        secret.do(f)
+else:
+    import greenlet
+    if kind == "switch-traced":
+        secret.do(lambda: None)     # puts the tracer in place
+    main = greenlet.getcurrent()
+    def other():
+        while True:
+            main.switch()
+    g = greenlet.greenlet(other)
+    for _ in range(n):
+        g.switch()
+"""
+GREENLET_N = 4000
+
+
+def greenlet(pythons):
+    """What following greenlet switches costs: instructions per do(noop)
+    in a program that never loads greenlet and in one that did (each do()
+    asks greenlet which greenlet runs); per round trip of two greenlet
+    switches without and with the trace function do() puts in place
+    (greenlet's tracing machinery and ours). Each run N and 2N times, the
+    difference over N. Needs greenlet in the interpreter's environment
+    (the test venv has it)."""
+    default = os.path.join(ROOT, "cpython-build", "venv", "experiment",
+                           "bin", "python")
+    for py in pythons or [default]:
+        for kind in ("do-plain", "do-greenlet", "switch-untraced",
+                     "switch-traced"):
+            n1 = instructions(py, GREENLET_CHILD, str(GREENLET_N), kind)
+            n2 = instructions(py, GREENLET_CHILD, str(2 * GREENLET_N), kind)
+            print("%-16s %8.1f instructions per iteration  %s"
+                  % (kind, (n2 - n1) / GREENLET_N, py), flush=True)
+
+
 # -- exceptions -------------------------------------------------------------
 
 EXCEPTIONS_CHILD = r"""

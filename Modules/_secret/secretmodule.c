@@ -89,6 +89,7 @@ typedef struct {
     PyObject *gl_gettrace;
     PyObject *gl_settrace;
     PyObject *(*gl_capi_getcurrent)(void);
+    int (*gl_capi_main)(PyObject *);
     /* gl_modules_changes when sys.modules was last searched for greenlet
      * (-1: it is not watched, search at every do()). */
     Py_ssize_t gl_modules_seen;
@@ -1860,7 +1861,16 @@ typedef struct {
      * is not their base mode (ordinary memory: plain_alloc) */
     _Py_hashtable_t *parked;
     uintptr_t current;      /* the greenlet it saw switched in last */
+    /* tstate->context_ver after its last switch (greenlet bumps it at
+     * every switch): do() sees switches that went past it */
+    uint64_t context_ver;
     int thread_inherited;   /* the thread's own base mode */
+    int busy;               /* in a call: a chain back to it does nothing */
+    /* The greenlet running allocates secretly (but is not in secret
+     * mode): a parked greenlet in secret mode lies wholly in place above
+     * it, and greenlet may copy that one's frames in its mode. */
+    int bumped;
+    int (*capi_main)(PyObject *);   /* greenlet's PyGreenlet_MAIN, or NULL */
     size_t sweep_at;        /* drop dead records when parked reaches it */
     Py_ssize_t switches;    /* switches seen (tests) */
     Py_ssize_t erasures;    /* of them, out of secret mode */
@@ -1902,21 +1912,32 @@ gl_same(const gl_mode *a, const gl_mode *b)
            && a->mode == b->mode;
 }
 
-/* The mode g runs in when no record is kept for it. -1 on error. */
+/* The mode g runs in when no record is kept for it: the thread's (a
+ * thread started in secret mode is in it in every greenlet), or secret
+ * mode for a greenlet made in secret mode (a secret block: func's own
+ * work, as a thread or task it starts), but never for the thread's main
+ * greenlet. -1 on error. */
 static int
 gl_base(gl_tracer *self, PyObject *g, gl_mode *m)
 {
     m->depth = 0;
     m->inherited = m->mode = self->thread_inherited;
     if (!m->inherited && _PySecret_IsSecret(g)) {
-        PyObject *parent;
-        if (PyObject_GetOptionalAttrString(g, "parent", &parent) < 0) {
-            return -1;
+        int is_main;
+        if (self->capi_main != NULL) {
+            is_main = self->capi_main(g);       /* greenlet's own answer */
         }
-        if (parent != NULL && parent != Py_None) {
-            m->inherited = m->mode = 1;     /* not the main greenlet */
+        else {
+            PyObject *parent;
+            if (PyObject_GetOptionalAttrString(g, "parent", &parent) < 0) {
+                return -1;
+            }
+            is_main = parent == NULL || parent == Py_None;
+            Py_XDECREF(parent);
         }
-        Py_XDECREF(parent);
+        if (!is_main) {
+            m->inherited = m->mode = 1;
+        }
     }
     return 0;
 }
@@ -2026,17 +2047,59 @@ gl_erase(void)
     _PySecretStack_EraseAltStack();
 }
 
+typedef struct {
+    int found;
+    int error;
+} gl_in_place_arg;
+
+/* Is this record's greenlet in secret mode and wholly in place on the C
+ * stack (greenlet copied none of it: the first copy would be made by
+ * whoever switches next, in its mode)? */
+static int
+gl_check_in_place(_Py_hashtable_t *ht, const void *key, const void *value,
+                  void *arg)
+{
+    const gl_record *r = value;
+    gl_in_place_arg *a = arg;
+    if (r->mode.depth <= 0 && r->mode.mode <= 0) {
+        return 0;
+    }
+    PyObject *g = gl_referent(r->ref);
+    if (g == NULL) {
+        return 0;
+    }
+    PyObject *saved = PyObject_GetAttrString(g, "_stack_saved");
+    Py_DECREF(g);
+    if (saved == NULL) {
+        a->error = 1;
+        return 1;
+    }
+    int zero = PyLong_Check(saved) && PyLong_AsLong(saved) == 0;
+    Py_DECREF(saved);
+    if (zero) {
+        a->found = 1;
+        return 1;
+    }
+    return 0;
+}
+
 static int
 gl_switch(gl_tracer *self, PyObject *origin, PyObject *target)
 {
     _PyThreadStateImpl *ts = (_PyThreadStateImpl *)_PyThreadState_GET();
     gl_mode left, next, base;
     gl_get(ts, &left);
+    gl_mode own = left;     /* without a bump */
+    own.mode -= self->bumped;
     /* The records are not secret: kept in ordinary memory. */
     _PySecret_tls.mode = 0;
+    gl_in_place_arg in_place = {0, 0};
     if (gl_base(self, origin, &base) < 0
-        || (!gl_same(&left, &base) && gl_park(self, origin, &left) < 0)
-        || gl_unpark(self, target, &next) < 0)
+        || (!gl_same(&own, &base) && gl_park(self, origin, &own) < 0)
+        || gl_unpark(self, target, &next) < 0
+        || (next.mode <= 0 && self->parked->nentries != 0
+            && (_Py_hashtable_foreach(self->parked, gl_check_in_place,
+                                      &in_place), in_place.error)))
     {
         /* Nothing changes: the greenlet that runs now stays in the mode
          * the other left, greenlet raises this in it (and drops this
@@ -2046,11 +2109,14 @@ gl_switch(gl_tracer *self, PyObject *origin, PyObject *target)
     }
     self->current = (uintptr_t)target;
     self->switches++;
-    if (left.mode > 0) {
+    if (own.mode > 0) {
         gl_erase();
         self->erasures++;
     }
+    self->bumped = in_place.found;
+    next.mode += self->bumped;
     gl_set(ts, &next);
+    self->context_ver = ((PyThreadState *)ts)->context_ver;
     return 0;
 }
 
@@ -2059,6 +2125,12 @@ gl_tracer_call(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     gl_tracer *self = (gl_tracer *)op;
     PyObject *event, *pair;
+    if (self->busy) {
+        /* A trace function put in place later calls the one it replaced,
+         * and do() put this one back in front of it: the switch is
+         * already being handled. */
+        Py_RETURN_NONE;
+    }
     if (!PyArg_UnpackTuple(args, "tracer", 2, 2, &event, &pair)) {
         return NULL;
     }
@@ -2074,7 +2146,10 @@ gl_tracer_call(PyObject *op, PyObject *args, PyObject *kwargs)
         }
     }
     if (self->previous != NULL) {
-        return PyObject_Call(self->previous, args, kwargs);
+        self->busy = 1;
+        PyObject *res = PyObject_Call(self->previous, args, kwargs);
+        self->busy = 0;
+        return res;
     }
     Py_RETURN_NONE;
 }
@@ -2133,8 +2208,9 @@ static PyObject *
 gl_tracer_stats(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     gl_tracer *self = (gl_tracer *)op;
-    return Py_BuildValue("{snsnsn}", "switches", self->switches,
+    return Py_BuildValue("{snsnsisn}", "switches", self->switches,
                          "erasures", self->erasures,
+                         "bumped", self->bumped,
                          "parked", (Py_ssize_t)(self->parked
                                                 ? self->parked->nentries : 0));
 }
@@ -2256,6 +2332,13 @@ gl_find(secret_state *st, PyThreadState *tstate)
         /* PyGreenlet_GetCurrent_NUM (greenlet.h): the same in every
          * greenlet release. */
         st->gl_capi_getcurrent = (PyObject *(*)(void))api[4];
+        /* PyGreenlet_MAIN_NUM: since greenlet 2.0 (12 pointers), which
+         * also added this constant to the C module */
+        if (PyObject_HasAttrStringWithError(
+                m, "GREENLET_USE_STANDARD_THREADING") == 1)
+        {
+            st->gl_capi_main = (int (*)(PyObject *))api[8];
+        }
     }
     Py_XDECREF(capi);
     PyErr_Clear();
@@ -2281,6 +2364,48 @@ gl_follow(PyObject *module, PyThreadState *tstate, gl_call *c)
         return 0;       /* greenlet is not loaded */
     }
     return gl_follow_slow(st, tstate, c);
+}
+
+/* Is t a tracer of another interpreter's secret module? greenlet's trace
+ * function is the thread's, whichever interpreter runs. */
+static int
+gl_foreign_tracer(secret_state *st, PyObject *t)
+{
+    return t != NULL && !Py_IS_TYPE(t, (PyTypeObject *)st->gl_tracer_type)
+           && strcmp(Py_TYPE(t)->tp_name, "_secret.GreenletTracer") == 0;
+}
+
+/* The tracer is greenlet's trace function: put back in front of what
+ * replaced it (settrace(None), a trace function that raised, which
+ * greenlet drops, one put in place later, which it then calls). */
+static int
+gl_ensure_installed(secret_state *st, gl_tracer *self)
+{
+    PyObject *t = PyObject_CallNoArgs(st->gl_gettrace);
+    if (t == NULL) {
+        return -1;
+    }
+    if (t == (PyObject *)self) {
+        Py_DECREF(t);
+        return 0;
+    }
+    if (gl_foreign_tracer(st, t)) {
+        Py_DECREF(t);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "secret.do(): greenlet on this thread follows "
+                        "another interpreter's secret.do(); greenlets with "
+                        "secret.do() in more than one interpreter on one "
+                        "thread are not supported");
+        return -1;
+    }
+    PyObject *r = PyObject_CallOneArg(st->gl_settrace, (PyObject *)self);
+    if (r == NULL) {
+        Py_DECREF(t);
+        return -1;
+    }
+    Py_DECREF(r);
+    Py_XSETREF(self->previous, Py_IsNone(t) ? (Py_DECREF(t), NULL) : t);
+    return 0;
 }
 
 static Py_NO_INLINE int
@@ -2309,7 +2434,7 @@ gl_follow_slow(secret_state *st, PyThreadState *tstate, gl_call *c)
              * mode; else modes are lost. */
             gl_mode now, base;
             gl_get((_PyThreadStateImpl *)tstate, &now);
-            now.mode = saved;
+            now.mode = saved - self->bumped;
             if (self->parked->nentries != 0
                 || gl_base(self, cur, &base) < 0
                 || now.depth != base.depth || now.inherited != base.inherited
@@ -2322,6 +2447,9 @@ gl_follow_slow(secret_state *st, PyThreadState *tstate, gl_call *c)
             }
             self->current = (uintptr_t)cur;
         }
+        if (gl_ensure_installed(st, self) < 0) {
+            goto done;
+        }
         c->tracer = (gl_tracer *)Py_NewRef(self);
         c->current = (uintptr_t)cur;
         rc = 0;
@@ -2330,6 +2458,15 @@ gl_follow_slow(secret_state *st, PyThreadState *tstate, gl_call *c)
     /* First do() on this thread since greenlet was loaded. */
     PyObject *prev = PyObject_CallNoArgs(st->gl_gettrace);
     if (prev == NULL) {
+        goto done;
+    }
+    if (gl_foreign_tracer(st, prev)) {
+        Py_DECREF(prev);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "secret.do(): greenlet on this thread follows "
+                        "another interpreter's secret.do(); greenlets with "
+                        "secret.do() in more than one interpreter on one "
+                        "thread are not supported");
         goto done;
     }
     self = PyObject_GC_New(gl_tracer, (PyTypeObject *)st->gl_tracer_type);
@@ -2344,6 +2481,9 @@ gl_follow_slow(secret_state *st, PyThreadState *tstate, gl_call *c)
                                           NULL, gl_record_free, &plain_alloc);
     self->current = (uintptr_t)cur;
     self->thread_inherited = ((_PyThreadStateImpl *)tstate)->secret.inherited;
+    self->context_ver = tstate->context_ver;
+    self->busy = self->bumped = 0;
+    self->capi_main = st->gl_capi_main;
     self->sweep_at = 16;
     self->switches = self->erasures = 0;
     PyObject_GC_Track(self);
@@ -2387,6 +2527,21 @@ gl_exit_check(PyObject *module, PyThreadState *tstate, gl_call *c,
     *err = NULL;
     if (c->tracer != NULL) {
         lost = c->tracer->current != c->current;
+        if (!lost && tstate->context_ver != c->tracer->context_ver) {
+            /* Something bumped the version since the tracer last ran (a
+             * switch, or a context entered or left): if greenlet has no
+             * trace function now, that may have been a switch it did
+             * not see. */
+            secret_state *st = PyModule_GetState(module);
+            PyObject *exc = PyErr_GetRaisedException();
+            int saved = _PySecret_SuspendMode();
+            PyObject *t = PyObject_CallNoArgs(st->gl_gettrace);
+            lost = t == NULL || Py_IsNone(t);
+            Py_XDECREF(t);
+            PyErr_Clear();
+            _PySecret_RestoreMode(saved);
+            PyErr_SetRaisedException(exc);
+        }
         Py_CLEAR(c->tracer);
     }
     else if (_Py_atomic_load_ssize_relaxed(&gl_modules_changes) != c->seen)

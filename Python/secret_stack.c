@@ -69,14 +69,19 @@
 #  error "the C-stack erasure needs MAP_GROWSDOWN (Linux)"
 #endif
 
-#define WINDOW_MIN (4 * 1024)
+#define WINDOW_MIN (2 * 1024)
 #define WINDOW_MAX (256 * 1024)
 /* _PySecret_Leave() and what it calls use less than this below do's
  * frame: what lies deeper may be zeroed, unmapped or remapped. */
 #define LEAVE_STACK (2 * 1024)
 /* The mapping is trimmed back when it reaches deeper than the next
- * window needs by more than this. */
+ * window needs by more than this, or by any whole page for TRIM_AFTER
+ * exits in a row. Every exit scans the window down to the mapping's
+ * start: a slack kept for good costs a scan of it at each exit (16 KiB:
+ * about 200 ns), while trimming at once makes a thread whose calls
+ * alternate deep and shallow unmap and fault the same pages again. */
 #define TRIM_SLACK (16 * 1024)
+#define TRIM_AFTER 16
 /* A thread's own alternate signal stack, for stack_fault() (and any
  * handler installed with SA_ONSTACK; a frame with AMX state is 12 KiB).
  * Mapped apart: taken from the thread's stack it would shorten it. */
@@ -98,6 +103,7 @@ typedef struct {
     char *res_lo;           /* thread: PROT_NONE reserve [res_lo, hole_lo) */
     char *gd_top;           /* thread: end of the grows-down mapping */
     size_t window;
+    int excess;             /* exits in a row that could have trimmed */
 } stack_state;
 
 /* Read by stack_fault() in a signal handler: no lazy TLS allocation. */
@@ -1047,7 +1053,13 @@ _PySecretStack_Leave(char *top, int outermost)
         if (target > below) {
             target = below;
         }
-        if (stk.low + TRIM_SLACK < target) {
+        if (stk.low >= target) {
+            stk.excess = 0;
+        }
+        else if (stk.low + TRIM_SLACK < target
+                 || ++stk.excess >= TRIM_AFTER)
+        {
+            stk.excess = 0;
             trim(target);
         }
     }

@@ -254,6 +254,43 @@ def test_generated_shapes_leave_nothing():
         + "\n".join(controls_missed[:20]))
 
 
+def test_runs_of_shallow_calls_then_a_deep_one():
+    # The mapping below the window is trimmed once 16 exits in a row could
+    # have trimmed it (or at once when it reaches 16 KiB deeper than
+    # needed), and the window is 2 KiB at least: runs of 0-40 shallow
+    # do() calls leave it at every point of that schedule before a call
+    # whose frame skips over the window and writes only at its bottom (a
+    # gap, a gapped leaf), found by the growth check alone. The control
+    # runs after the protected call, so that its own growth of the
+    # mapping cannot help the protected one.
+    rng = random.Random(SEED ^ 0x5A5A)
+
+    def body():
+        bad = []
+        for _ in range(150):
+            pattern = new_pattern()
+            runs = rng.randrange(41)
+            size = _log_uniform(rng, 64, 64 * 1024)
+            f = functools.partial(T.write_gapped, pattern, size,
+                                  rng.randrange(3), lambda: None)
+            gap = _log_uniform(rng, 64, 64 * 1024) if rng.random() < 0.5 \
+                else None
+            if gap is not None:
+                f = functools.partial(T.call_below_gap, gap, f)
+            for _ in range(runs):
+                secret.do(len, "")
+            protected = T.call_and_scan(pattern, secret.do, f)[1]
+            control = T.call_and_scan(pattern, f)[1]
+            if control == 0 or protected != 0:
+                bad.append((control, protected, runs, size, gap))
+        return bad
+
+    info = "seed %d" % SEED
+    assert body() == [], info
+    assert in_thread(1 << 20, body) == [], info
+    assert in_thread(8 << 20, body) == [], info
+
+
 # --- the reproductions ---------------------------------------------
 
 def test_nested_do_after_deep_work_fresh_threads():

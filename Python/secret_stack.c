@@ -283,11 +283,8 @@ init_once(void)
  * (docs/performance.md). Under valgrind (scan_only) mincore() stays:
  * memcheck reports msync() of unmapped memory as an error. */
 static int
-range_mapped(char *lo, char *hi)
+mapped_by_mincore(char *lo, char *hi)
 {
-    if (!scan_only) {
-        return lo >= hi || msync(lo, (size_t)(hi - lo), MS_ASYNC) == 0;
-    }
     unsigned char vec[256];
     while (lo < hi) {
         size_t n = (size_t)(hi - lo) / page_size;
@@ -300,6 +297,27 @@ range_mapped(char *lo, char *hi)
         lo += n * page_size;
     }
     return 1;
+}
+
+static int
+range_mapped(char *lo, char *hi)
+{
+    if (scan_only) {
+        return mapped_by_mincore(lo, hi);
+    }
+    return lo >= hi || msync(lo, (size_t)(hi - lo), MS_ASYNC) == 0;
+}
+
+/* For the tests (_testsecret): the answer of msync() (how 0) or of
+ * mincore() (how 1) for [lo, hi), page-aligned. */
+PyAPI_FUNC(int)
+_PySecretStack_TestRangeMapped(char *lo, char *hi, int how)
+{
+    (void)pthread_once(&init_flag, init_once);
+    if (how == 0) {
+        return lo >= hi || msync(lo, (size_t)(hi - lo), MS_ASYNC) == 0;
+    }
+    return mapped_by_mincore(lo, hi);
 }
 
 /* [low - page, low) is mapped: the start of the mapping that reaches

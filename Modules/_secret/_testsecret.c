@@ -1281,6 +1281,24 @@ foreign_main(void *arg)
 }
 
 #if _Py_SECRET_HEAP
+/* The C-stack tracker's "is [lo, hi) all mapped?" (secret_stack.c): how
+ * 0 its msync(), 1 its mincore(). */
+PyAPI_FUNC(int) _PySecretStack_TestRangeMapped(char *lo, char *hi, int how);
+
+static PyObject *
+range_mapped(PyObject *module, PyObject *args)
+{
+    unsigned long long lo, hi;
+    int how;
+    if (!PyArg_ParseTuple(args, "KKi", &lo, &hi, &how)) {
+        return NULL;
+    }
+    return PyBool_FromLong(_PySecretStack_TestRangeMapped(
+        (char *)(uintptr_t)lo, (char *)(uintptr_t)hi, how));
+}
+#endif
+
+#if _Py_SECRET_HEAP
 /* Idle points of threads that inherited secret mode (secret_core.c). */
 PyAPI_FUNC(uint64_t) _PySecret_TestIdleTotal(void);
 PyAPI_FUNC(uint64_t) _PySecret_TestIdleSeen(char **top);
@@ -1374,6 +1392,9 @@ static PyMethodDef testsecret_methods[] = {
     {"count_in_range", count_in_range, METH_VARARGS,
      "count_in_range(addr, size, pattern): copies in resident pages"},
 #if _Py_SECRET_HEAP
+    {"range_mapped", range_mapped, METH_VARARGS,
+     "range_mapped(lo, hi, how) -> the stack tracker's test that [lo, hi) "
+     "is all mapped, by msync (how 0) or mincore (how 1)"},
     {"fail_secret_allocations", _PyCFunction_CAST(fail_secret_allocations),
      METH_FASTCALL,
      "fail_secret_allocations(n, count=-1, reserve=False): after n more, "

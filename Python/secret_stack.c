@@ -273,15 +273,7 @@ init_once(void)
 
 /* --- mappings ----------------------------------------------------------- */
 
-/* Is all of [lo, hi) mapped (page-aligned)? msync(MS_ASYNC) fails with
- * ENOMEM at the first unmapped page of the range, and does nothing else:
- * it looks the range's mappings up under the mmap lock, never faults a
- * page in, never grows a stack mapping, and since Linux 2.6.19 MS_ASYNC
- * starts no writeback. mincore() answers the same question (ENOMEM on any
- * unmapped page) but allocates and frees a page for its result vector at
- * every call: 235 ns against 140 ns here, on the path of every do() exit
- * (docs/performance.md). Under valgrind (scan_only) mincore() stays:
- * memcheck reports msync() of unmapped memory as an error. */
+/* mincore() fails (ENOMEM) on any unmapped page of [lo, hi). */
 static int
 mapped_by_mincore(char *lo, char *hi)
 {
@@ -299,6 +291,15 @@ mapped_by_mincore(char *lo, char *hi)
     return 1;
 }
 
+/* Is all of [lo, hi) mapped (page-aligned)? msync(MS_ASYNC) fails with
+ * ENOMEM at the first unmapped page of the range, and does nothing else:
+ * it looks the range's mappings up under the mmap lock, never faults a
+ * page in, never grows a stack mapping, and since Linux 2.6.19 MS_ASYNC
+ * starts no writeback. mincore() answers the same question (ENOMEM on any
+ * unmapped page) but allocates and frees a page for its result vector at
+ * every call: 235 ns against 140 ns here, on the path of every do() exit
+ * (docs/performance.md). Under valgrind (scan_only) mincore() stays:
+ * memcheck reports msync() of unmapped memory as an error. */
 static int
 range_mapped(char *lo, char *hi)
 {

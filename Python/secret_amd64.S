@@ -163,8 +163,37 @@ _PySecret_EraseStack:
         pxor    %xmm14, %xmm14
         pxor    %xmm15, %xmm15
 .Lx87:
-        /* fninit only marks st0-7 empty; load zeros into all eight physical
-         * registers (MMX aliases them), then reset the x87 state. */
+        /* x87/MMX: zeros in all eight physical registers (MMX aliases
+         * them), every tag empty, and the status word, control word and
+         * last-instruction pointers func left replaced. fninit does it
+         * all but costs about 40 ns on some CPUs (AMD Zen 2), twice a
+         * call; it is needed only when the status word is not zero (func
+         * left condition codes, exception flags or a non-empty stack,
+         * which also means an exception may be pending). Otherwise emms
+         * empties the tags (TOP is 0), eight loads fill every register
+         * with zero (the first from memory: the data pointer becomes
+         * ours), and emms empties them again, a few ns in all. Reading
+         * the status word into ax holds nothing a signal frame would not
+         * hold anyway (it saves the whole x87 state); ax is cleared at
+         * the end. */
+        fnstsw  %ax
+        testw   %ax, %ax
+        jnz     .Lx87_init
+        emms
+        fldl    .Lx87_zero(%rip)
+        fldz
+        fldz
+        fldz
+        fldz
+        fldz
+        fldz
+        fldz
+        emms
+        fldcw   .Lx87_cw(%rip)      /* the default control word */
+        jmp     .Lstack
+.Lx87_init:
+        /* fninit only marks st0-7 empty; load zeros into all eight
+         * physical registers, then reset the x87 state. */
         fninit
         fldz
         fldz
@@ -175,6 +204,7 @@ _PySecret_EraseStack:
         fldz
         fldz
         fninit
+.Lstack:
         /* The stack: [low, rsp). */
         movq    %rsp, %rcx
         subq    %rdi, %rcx
@@ -197,6 +227,14 @@ _PySecret_EraseStack:
         ret
         .cfi_endproc
         .size   _PySecret_EraseStack, .-_PySecret_EraseStack
+
+        .section .rodata
+        .p2align 3
+.Lx87_zero:
+        .quad   0
+.Lx87_cw:
+        .word   0x037f
+        .text
 
 #endif
 

@@ -172,6 +172,32 @@ def test_amx_tiles_are_erased(pattern):
     assert T.amx_state(pattern) == (False, 0)
 
 
+@needs_x86
+@pytest.mark.parametrize("how", ["mmx", "status", "unbalanced"])
+@pytest.mark.parametrize("nested", [False, True])
+def test_x87_state_is_erased(pattern, how, nested):
+    # The exit resets the x87/MMX state with fninit only when func left
+    # the status word non-zero ("status": fxam's class and sign of the
+    # secret, a division's precision flag; "unbalanced": a value left on
+    # the stack); else ("mmx": MMX registers, tags valid, status zero) it
+    # empties the tags and loads zeros, without fninit. Each must leave no
+    # copy, the status word zero, the tags empty and the control word
+    # the default.
+    _, cw, sw, tw, regs = T.x87_after(T.x87_fill, pattern, how)
+    assert pattern in regs                          # control
+    assert (sw != 0) == (how != "mmx")              # control: the path
+    func = T.x87_fill
+    if nested:
+        def func(p, h):
+            secret.do(len, "")
+            T.x87_fill(p, h)
+            secret.do(len, "")
+            T.x87_fill(p, h)
+    _, cw, sw, tw, regs = T.x87_after(secret.do, func, pattern, how)
+    assert pattern not in regs
+    assert (cw, sw, tw) == (0x37F, 0, 0xFFFF)
+
+
 # --- interpreter frame stack -------------------------------------------------
 
 def test_frame_stack_is_erased(pattern):

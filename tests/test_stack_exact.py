@@ -254,6 +254,129 @@ def test_generated_shapes_leave_nothing():
         + "\n".join(controls_missed[:20]))
 
 
+def test_runs_of_shallow_calls_then_a_deep_one():
+    # The mapping below the window is trimmed once 16 exits in a row could
+    # have trimmed it (or at once when it reaches 16 KiB deeper than
+    # needed), and the window is 2 KiB at least: runs of 0-40 shallow
+    # do() calls leave it at every point of that schedule before a call
+    # whose frame skips over the window and writes only at its bottom (a
+    # gap, a gapped leaf), found by the growth check alone. The control
+    # runs after the protected call, so that its own growth of the
+    # mapping cannot help the protected one.
+    rng = random.Random(SEED ^ 0x5A5A)
+
+    def body():
+        bad = []
+        for _ in range(150):
+            pattern = new_pattern()
+            runs = rng.randrange(41)
+            size = _log_uniform(rng, 64, 64 * 1024)
+            f = functools.partial(T.write_gapped, pattern, size,
+                                  rng.randrange(3), lambda: None)
+            gap = _log_uniform(rng, 64, 64 * 1024) if rng.random() < 0.5 \
+                else None
+            if gap is not None:
+                f = functools.partial(T.call_below_gap, gap, f)
+            for _ in range(runs):
+                secret.do(len, "")
+            protected = T.call_and_scan(pattern, secret.do, f)[1]
+            control = T.call_and_scan(pattern, f)[1]
+            if control == 0 or protected != 0:
+                bad.append((control, protected, runs, size, gap))
+        return bad
+
+    info = "seed %d" % SEED
+    assert body() == [], info
+    assert in_thread(1 << 20, body) == [], info
+    assert in_thread(8 << 20, body) == [], info
+
+
+def _maps():
+    spans = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            a, b = line.split()[0].split("-")
+            spans.append((int(a, 16), int(b, 16), line.rstrip()))
+    return spans
+
+
+def _covered(spans, lo, hi):
+    for a, b, _ in sorted(spans):
+        if a <= lo < b:
+            lo = b
+        if lo >= hi:
+            return True
+    return lo >= hi
+
+
+def test_mapped_test_agrees_with_the_kernel():
+    # Each exit asks the kernel whether the page under the window is
+    # mapped, i.e. whether the grows-down mapping grew: msync(MS_ASYNC),
+    # which fails at the first unmapped page of a range (mincore() says
+    # the same but allocates a page a call). Generated layouts (pages
+    # unmapped, PROT_NONE, a grows-down mapping) and the main thread's
+    # stack with its hole below the window: for every range, msync's
+    # answer must be mincore's and /proc/self/maps's (the control: ranges
+    # on both sides of every answer occur).
+    if not hasattr(T, "range_mapped"):
+        pytest.skip("no secret heap in this build")
+    secret.do(len, "")
+    page = os.sysconf("SC_PAGE_SIZE")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    rng = random.Random(SEED)
+    answers = {True: 0, False: 0}
+    disagree = []
+
+    def check(base, npages):
+        for _ in range(20):
+            before = _maps()
+            got = []
+            for _ in range(200):
+                a = rng.randrange(npages)
+                b = rng.randrange(a + 1, npages + 1)
+                lo, hi = base + a * page, base + b * page
+                got.append((lo, hi, T.range_mapped(lo, hi, 0),
+                            T.range_mapped(lo, hi, 1)))
+            if _maps() == before:
+                break
+        for lo, hi, by_msync, by_mincore in got:
+            truth = _covered(before, lo, hi)
+            answers[truth] += 1
+            if not by_msync == by_mincore == truth:
+                disagree.append((hex(lo), hex(hi), by_msync, by_mincore,
+                                 truth))
+
+    n = 64
+    for _ in range(20):
+        base = libc.mmap(None, n * page, 3, 0x22, -1, 0)  # RW, private|anon
+        assert base not in (None, ctypes.c_void_p(-1).value)
+        try:
+            for i in range(1, n - 1):
+                r = rng.random()
+                if r < 0.3:
+                    libc.munmap(base + i * page, page)
+                elif r < 0.45:
+                    libc.mprotect(base + i * page, page, 0)
+            g = rng.randrange(8, n - 8)
+            # MAP_FIXED | MAP_GROWSDOWN over two pages
+            libc.mmap(base + g * page, 2 * page, 3, 0x22 | 0x10 | 0x100,
+                      -1, 0)
+            check(base - page, n + 2)
+        finally:
+            libc.munmap(base, n * page)
+    stack = [a for a, b, line in _maps() if line.endswith("[stack]")]
+    if stack:
+        # Below the window the main thread's stack is unmapped.
+        check(stack[0] - 64 * page, 80)
+    assert disagree == [], disagree[:10]
+    assert answers[True] > 100 and answers[False] > 100, answers
+
+
 # --- the reproductions ---------------------------------------------
 
 def test_nested_do_after_deep_work_fresh_threads():

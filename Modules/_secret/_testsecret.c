@@ -754,6 +754,84 @@ spin_with_pattern(PyObject *module, PyObject *args)
     p = 0;
     Py_RETURN_NONE;
 }
+
+/* The x87/MMX state a func leaves behind (spec §3.1). The exit erases it
+ * with fninit only when the status word is not zero, else with emms and
+ * eight loads of zero (secret_amd64.S): each way of leaving it is one
+ * how. */
+static PyObject *
+x87_fill(PyObject *module, PyObject *args)
+{
+    PyObject *pat;
+    const char *how;
+    uint64_t p;
+    if (!PyArg_ParseTuple(args, "Os", &pat, &how) || get_pattern(pat, &p) < 0) {
+        return NULL;
+    }
+    /* An 80-bit value whose 64-bit mantissa is P (sign and class from
+     * P's top bits for "status"). */
+    struct { uint64_t m; uint16_t e; } __attribute__((packed)) x = {
+        p, (uint16_t)(0x3fff | (p & 0x8000000000000000ull ? 0x8000 : 0))};
+    if (strcmp(how, "mmx") == 0) {
+        /* MMX without emms: every tag valid, the status word zero. */
+        __asm__ volatile (
+            "movq %0, %%mm0\n\t movq %0, %%mm1\n\t movq %0, %%mm2\n\t"
+            "movq %0, %%mm3\n\t movq %0, %%mm4\n\t movq %0, %%mm5\n\t"
+            "movq %0, %%mm6\n\t movq %0, %%mm7\n\t"
+            : : "m" (p));
+    }
+    else if (strcmp(how, "status") == 0) {
+        /* The status word computed from P: fxam's class and sign of it
+         * (C0-C3), the precision flag of a division by it; the stack
+         * balanced, the registers keeping P. */
+        __asm__ volatile (
+            "fldt %0\n\t fxam\n\t fld1\n\t fdiv %%st(1), %%st(0)\n\t"
+            "fstp %%st(0)\n\t fstp %%st(0)\n\t"
+            : : "m" (x));
+    }
+    else if (strcmp(how, "unbalanced") == 0) {
+        /* P left on the x87 stack (TOP not 0). */
+        __asm__ volatile ("fldt %0" : : "m" (x));
+    }
+    else {
+        PyErr_SetString(PyExc_ValueError, "how: mmx, status or unbalanced");
+        return NULL;
+    }
+    explicit_bzero(&x, sizeof(x));
+    p = 0;
+    Py_RETURN_NONE;
+}
+
+/* Call func(*args), then save the x87 state (fnsave, which also resets it
+ * for whatever runs next): (result or exception, control word, status
+ * word, tag word, the eight registers' 80 bytes). */
+static PyObject *
+x87_after(PyObject *module, PyObject *args)
+{
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "x87_after(func, *args)");
+        return NULL;
+    }
+    PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
+    if (rest == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_Call(PyTuple_GET_ITEM(args, 0), rest, NULL);
+    unsigned char env[108];
+    __asm__ volatile ("fnsave %0" : "=m" (env) : : "memory");
+    Py_DECREF(rest);
+    if (res == NULL) {
+        res = PyErr_GetRaisedException();
+    }
+    uint16_t cw, sw, tw;
+    memcpy(&cw, env, 2);
+    memcpy(&sw, env + 4, 2);
+    memcpy(&tw, env + 8, 2);
+    PyObject *out = Py_BuildValue("NiiiN", res, cw, sw, tw,
+        PyBytes_FromStringAndSize((const char *)env + 28, 80));
+    explicit_bzero(env, sizeof(env));
+    return out;
+}
 #endif  /* __x86_64__ */
 
 /* --- the heap ------------------------------------------------------- */
@@ -1203,6 +1281,24 @@ foreign_main(void *arg)
 }
 
 #if _Py_SECRET_HEAP
+/* The C-stack tracker's "is [lo, hi) all mapped?" (secret_stack.c): how
+ * 0 its msync(), 1 its mincore(). */
+PyAPI_FUNC(int) _PySecretStack_TestRangeMapped(char *lo, char *hi, int how);
+
+static PyObject *
+range_mapped(PyObject *module, PyObject *args)
+{
+    unsigned long long lo, hi;
+    int how;
+    if (!PyArg_ParseTuple(args, "KKi", &lo, &hi, &how)) {
+        return NULL;
+    }
+    return PyBool_FromLong(_PySecretStack_TestRangeMapped(
+        (char *)(uintptr_t)lo, (char *)(uintptr_t)hi, how));
+}
+#endif
+
+#if _Py_SECRET_HEAP
 /* Idle points of threads that inherited secret mode (secret_core.c). */
 PyAPI_FUNC(uint64_t) _PySecret_TestIdleTotal(void);
 PyAPI_FUNC(uint64_t) _PySecret_TestIdleSeen(char **top);
@@ -1296,6 +1392,9 @@ static PyMethodDef testsecret_methods[] = {
     {"count_in_range", count_in_range, METH_VARARGS,
      "count_in_range(addr, size, pattern): copies in resident pages"},
 #if _Py_SECRET_HEAP
+    {"range_mapped", range_mapped, METH_VARARGS,
+     "range_mapped(lo, hi, how) -> the stack tracker's test that [lo, hi) "
+     "is all mapped, by msync (how 0) or mincore (how 1)"},
     {"fail_secret_allocations", _PyCFunction_CAST(fail_secret_allocations),
      METH_FASTCALL,
      "fail_secret_allocations(n, count=-1, reserve=False): after n more, "
@@ -1340,6 +1439,10 @@ static PyMethodDef testsecret_methods[] = {
      "amx_fill(pattern) -> False without AMX, else load pattern into tmm0"},
     {"amx_state", amx_state, METH_O,
      "amx_state(pattern) -> (tiles in use, copies of pattern in tmm0)"},
+    {"x87_fill", x87_fill, METH_VARARGS,
+     "x87_fill(pattern, how): leave pattern in the x87/MMX state"},
+    {"x87_after", x87_after, METH_VARARGS,
+     "x87_after(func, *args) -> (result, cw, sw, tw, registers)"},
 #endif
     {NULL, NULL, 0, NULL}
 };

@@ -23,8 +23,12 @@ def run_matrix(pythons, scenarios):
 
 
 def run(matrix, label, sc, mode):
-    """One run of the matrix; a failed child fails the test."""
+    """One run of the matrix; a failed child fails the test, a scenario
+    whose REQUIRES the interpreter lacks (gevent) skips it."""
     r = matrix[(label, sc.name, mode)]
+    if r["status"] == "n/a" and r.get("missing"):
+        pytest.skip("%s needs %s on %s" % (sc.name, ", ".join(r["missing"]),
+                                           label))
     if r["status"] != "ok":
         pytest.fail("%s %s run of %s failed: %s\n%s"
                     % (label, mode, sc.name, r.get("error"),

@@ -355,3 +355,34 @@ def test_command_lists_and_runs_a_scenario():
                        capture_output=True, text=True, check=True)
     report = json.loads(r.stdout)
     assert [v["verdict"] for v in report["verdicts"]] == ["live: found"]
+
+
+def test_scenario_missing_a_required_module_is_na(tmp_path):
+    """A scenario whose REQUIRES the interpreter lacks runs nothing: its
+    runs are n/a (not errors) and its verdict says what is missing; the
+    same scenario where the module exists runs."""
+    body = textwrap.dedent('''
+        """Needs a module."""
+        REQUIRES = (%r,)
+
+        def work(ctx):
+            return len(ctx.read_secret())
+    ''')
+    (tmp_path / "needs_missing.py").write_text(
+        body % "no_such_module_for_residue")
+    (tmp_path / "needs_json.py").write_text(body % "json")
+    present, missing = residue.scenarios(str(tmp_path))   # sorted
+    assert missing.name == "needs_missing"
+    assert missing.requires == ("no_such_module_for_residue",)
+    report = residue.run_matrix([("here", sys.executable)],
+                                [missing, present], jobs=2)
+    recs = {(r["scenario"], r["mode"]): r for r in report["runs"]}
+    for mode in ("control", "protected"):
+        assert recs[("needs_missing", mode)]["status"] == "n/a"
+        assert recs[("needs_missing", mode)]["missing"] == [
+            "no_such_module_for_residue"]
+        assert recs[("needs_json", mode)]["status"] == "ok"
+    verdicts = {v["scenario"]: v["verdict"] for v in report["verdicts"]}
+    assert verdicts["needs_missing"] == \
+        "n/a (needs no_such_module_for_residue)"
+    assert verdicts["needs_json"] != verdicts["needs_missing"]

@@ -74,10 +74,13 @@ def test_control_on_pristine_finds_copies(matrix, sc):
 
 
 def test_at_least_80_percent_of_controls_find_copies(matrix):
-    found = [sc for sc in SCENARIOS
+    # Of the scenarios that ran: one whose REQUIRES pristine lacks is n/a.
+    ran = [sc for sc in SCENARIOS
+           if matrix[("pristine", sc.name, "control")]["status"] != "n/a"]
+    found = [sc for sc in ran
              if (matrix[("pristine", sc.name, "control")].get("copies")
                  or 0) > 0]
-    assert len(found) >= 0.8 * len(SCENARIOS)
+    assert len(found) >= 0.8 * len(ran)
 
 
 def test_live_scenario_is_found_in_every_mode(matrix):

@@ -50,8 +50,12 @@ def run_scenario(python, scenario, mode, *, secret_len=32, core=False,
     except (ChildError, subprocess.TimeoutExpired, RuntimeError) as e:
         info = {"ok": False, "error": str(e)}
     if not info.get("ok"):
-        rec["status"] = ("n/a" if info.get("error") == "no-secret-module"
-                         else "error")
+        # n/a: the interpreter lacks `secret` (a protected run on
+        # pristine) or a module the scenario REQUIRES.
+        rec["status"] = ("n/a" if info.get("error") in (
+            "no-secret-module", "missing-module") else "error")
+        if info.get("missing"):
+            rec["missing"] = info["missing"]
         rec["error"] = info.get("error")
         rec["output"] = info.get("output", "")
         rec["copies"] = None

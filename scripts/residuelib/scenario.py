@@ -18,10 +18,13 @@ class Scenario:
     CONTROL_WHERE  categories the control run must find copies in
     NEEDS          the secret.protections() keys a protected run needs
                    to find nothing (default: ("heap",))
+    REQUIRES       modules the scenario imports that an interpreter may
+                   lack (third-party packages): where one is missing the
+                   child runs nothing and the run is n/a
     """
 
     FIELDS = {"FORMS": (), "DERIVED": (), "KEEP": False, "NEEDS": ("heap",),
-              "CONTROL_FORMS": (), "CONTROL_WHERE": ()}
+              "CONTROL_FORMS": (), "CONTROL_WHERE": (), "REQUIRES": ()}
 
     def __init__(self, path):
         import ast
@@ -44,6 +47,7 @@ class Scenario:
         self.needs = tuple(values["NEEDS"])
         self.control_forms = tuple(values["CONTROL_FORMS"])
         self.control_where = tuple(values["CONTROL_WHERE"])
+        self.requires = tuple(values["REQUIRES"])
 
     def control_missing(self, rec):
         """What a control record lacks of what this scenario must leave:
@@ -80,6 +84,8 @@ def scenarios(directory=SCENARIO_DIR, names=None):
 
 def verdict(scenario, control, protected):
     """One scenario's verdict on one interpreter from its two records."""
+    if control is not None and control.get("status") == "n/a":
+        return "n/a (needs %s)" % ", ".join(control.get("missing") or ["?"])
     if control is None or control.get("copies") is None:
         return "error" if control else "not run"
     p = protected.get("copies") if protected else None

@@ -10,7 +10,8 @@ protected mode), drops the result unless the scenario keeps it, runs
 teardown() and gc.collect(), writes one JSON line to READY_FD (where the
 alternate signal stack and the threads are) and blocks reading GO_FD while
 the parent scans. Exit status 3: protected mode asked of an interpreter
-without `secret`.
+without `secret`; 5: a module the scenario REQUIRES is missing (nothing
+run).
 
 The secret exists in this process only where the scenario's own code puts
 it: it is read from SECRET_FILE inside work() (ctx.read_secret), and
@@ -132,6 +133,12 @@ def main(argv):
             return 3
     protect = secret_mod.do if protected else (lambda f, *a: f(*a))
     mod = _load(path)
+    missing = [m for m in getattr(mod, "REQUIRES", ())
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        _report(ready, {"ok": False, "error": "missing-module",
+                        "missing": missing})
+        return 5
     ctx = Context(secret_path, mode, protect)
     query = _altstack_query()
     run = getattr(mod, "main", None) or _default_main(mod)

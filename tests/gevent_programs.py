@@ -457,10 +457,65 @@ def switch_erases(depth, wrap):
     return {"hits": hits}
 
 
+# --- a parked handler's frames -------------------------------------------------
+
+def parked_copy(wrap):
+    """A handler greenlet (in do, or not: the control) holds a pattern in a
+    C frame of its own while it parks on a monkey-patched socket read; a
+    greenlet that runs meanwhile counts the pattern's copies in the
+    process's writable memory outside the secret heap: in the thread's
+    stack and elsewhere (where greenlet copies the parked stack)."""
+    wrap = wrap == "protected"
+    # the needle itself is a secret block: the count skips the secret heap
+    p = secret.do(new_pattern)
+    info = secret.heap_info()
+    base, size = info["base"], info["reserved"]
+
+    def copies():
+        stack = other = 0
+        with open("/proc/self/maps") as f:
+            lines = f.readlines()
+        for line in lines:
+            addr, rest = line.split(" ", 1)
+            lo, hi = (int(x, 16) for x in addr.split("-"))
+            if "rw" not in rest.split()[0] or "[vvar" in line \
+                    or base <= lo < base + size:
+                continue
+            n = T.count_in_range(lo, hi - lo, p)
+            if "[stack]" in line:
+                stack += n
+            else:
+                other += n
+        return stack, other
+
+    # what the count itself leaves on the stack (the pattern is loaded
+    # into a C local to search with), before anything wrote it
+    out = [("baseline", copies())]
+    for gap in (1024, 4096, 32768):
+        a, b = socket.socketpair()
+
+        def handler():
+            # p at the bottom of a C frame of gap bytes; from below it, the
+            # read parks this greenlet in the hub
+            T.write_gapped(p, gap, 2, lambda: a.recv(1))
+
+        g = gevent.spawn(secret.do, handler) if wrap else \
+            gevent.spawn(handler)
+        gevent.sleep(0.001)
+        out.append(("parked", copies()))
+        b.sendall(b"x")
+        g.join()
+        out.append(("done", copies()))
+        a.close()
+        b.close()
+    return out
+
+
 def main(argv):
     name, *args = argv
     result = {"interleavings": interleavings, "server": server,
-              "parked": parked, "switch_erases": switch_erases}[name](*args)
+              "parked": parked, "switch_erases": switch_erases,
+              "parked_copy": parked_copy}[name](*args)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -35,11 +35,12 @@ PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "gevent_programs.py")
 
 
-def program(*args):
+def program(*args, env=None):
     """Run tests/gevent_programs.py ARGS in a child of this interpreter;
     return what it printed (JSON)."""
     r = subprocess.run([sys.executable, PROGRAMS] + [str(a) for a in args],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, **(env or {})))
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.splitlines()[-1])
 
@@ -61,8 +62,15 @@ def stack_caught(records):
 
 # --- a StreamServer whose handler parks inside do ---------------------------
 
-def test_server_handler_parks_on_its_socket_inside_do():
-    prot = program("server", 8, "protected")
+# gevent's monitoring thread puts a greenlet trace function of its own in
+# place (one that calls the one it replaced)
+MONITOR = {"GEVENT_MONITOR_THREAD_ENABLE": "1",
+           "PYTHONWARNINGS": "ignore::UserWarning"}
+
+
+@pytest.mark.parametrize("env", [None, MONITOR], ids=["plain", "monitor"])
+def test_server_handler_parks_on_its_socket_inside_do(env):
+    prot = program("server", 8, "protected", env=env)
     assert prot["answers"] == [True] * 8
     assert bad(prot["records"]) == []
     # the handler saw secret mode after every switch back; the others ran
@@ -73,7 +81,7 @@ def test_server_handler_parks_on_its_socket_inside_do():
     # out of do, the server's greenlet is out of secret mode
     assert [m for _, m in prot["handlers"]] == [False] * 8
 
-    ctl = program("server", 8, "control")
+    ctl = program("server", 8, "control", env=env)
     assert ctl["answers"] == [True] * 8
     assert mode_caught(ctl["records"])
     assert stack_caught(ctl["records"])
@@ -110,6 +118,26 @@ def test_a_switch_to_the_hub_erases_the_stack_below(depth):
     assert program("switch_erases", depth, "protected")["hits"] == [0] * 3
     ctl = program("switch_erases", depth, "control")["hits"]
     assert all(h > 0 for h in ctl), ctl
+
+
+# --- a parked handler's frames ------------------------------------------------
+
+def test_a_parked_handlers_frames_are_not_in_ordinary_memory():
+    """While a handler parked inside do waits on its socket, the pattern in
+    its C frame is nowhere in writable memory outside the secret heap:
+    greenlet copied it into a secret block at the switch to the hub, and
+    the switch erased the thread's stack below the hub."""
+    prot = dict(enumerate(program("parked_copy", "protected")))
+    (_, base), rest = prot.pop(0), list(prot.values())
+    assert len(rest) == 6
+    for what, counts in rest:
+        assert counts == base, (what, counts, base)
+    ctl = program("parked_copy", "control")
+    (_, base), rest = ctl[0], ctl[1:]
+    parked = [c for what, c in rest if what == "parked"]
+    # control: greenlet's copy in ordinary memory, the frame on the stack
+    assert all(other > base[1] for _, other in parked), ctl
+    assert all(stack > base[0] for stack, _ in parked), ctl
 
 
 # --- generated interleavings ------------------------------------------------

@@ -82,8 +82,15 @@ Coroutines, generators and tasks made during a step (``asyncio.create_task``,
 resumed. When the body finishes (return, exception, cancellation), what
 ``do`` guarantees at its exit holds. Between steps the thread is not in
 secret mode: other tasks of the event loop never run in it.
-Greenlets (greenlet, gevent) are not covered: a greenlet switch inside
-``do`` leaves the whole thread in secret mode.
+
+Under greenlet (and gevent) only the greenlet that called ``do`` is in
+secret mode: a switch away leaves it, erasing what that greenlet left
+below on the C stack as ``do``'s exit does, and a switch back re-enters
+it; a greenlet made inside ``do`` runs in secret mode. A gevent handler
+can wait on sockets inside ``do``::
+
+    def on_client(sock, addr):
+        secret.do(handle, sock)     # handle reads the key, recv()s, signs
 """
 
 import types as _types

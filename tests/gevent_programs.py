@@ -75,12 +75,13 @@ class Recorder:
 
     def check(self, expected, where=""):
         # What the step allocates, of several kinds (free lists included):
-        # all secret in a protected step, none in another.
+        # all secret in a protected step, none in another. expected None:
+        # either, as long as mode and allocations agree.
         made = [bytearray(16), [expected], {"k": expected}, float(
             len(self.records)) + 0.5, str(len(self.records)) + "x", (1, [])]
         kinds = {is_secret(o) for o in made}
         hits = 0
-        if not expected:
+        if not expected and not secret.enabled():
             hits = T.call_and_scan(self.pattern, int)[1]
         self.records.append((expected, secret.enabled(),
                              kinds.pop() if len(kinds) == 1 else None,
@@ -119,14 +120,16 @@ class Program(Recorder):
         gevent.sleep(0)
         self.check(expected, "inner")
 
-    def leaf(self, expected):
-        # Spawned by a body: a greenlet made in secret mode runs in it, as
-        # a thread or a task started there; one made outside does not.
-        self.check(expected, "leaf")
+    def leaf(self, where):
+        # Spawned by a body: a greenlet made inside do runs in secret mode
+        # (as a thread or a task started there); one made outside does
+        # not.
+        expected = where == "leaf-in-do"
+        self.check(expected, where)
         if expected:
             self.leave_pattern(1024)
         gevent.sleep(0)
-        self.check(expected, "leaf")
+        self.check(expected, where)
         return bytearray(8)
 
     def raiser(self, expected):
@@ -151,7 +154,8 @@ class Program(Recorder):
                     else:
                         self.inner(protected)
                 elif act == "spawn":
-                    gevent.spawn(self.leaf, protected).join()
+                    gevent.spawn(self.leaf, "leaf-in-do" if protected
+                                 else "leaf").join()
                 elif act == "do":
                     secret.do(T.write_stack_pattern, self.pattern, 1024)
                 elif act == "do_switch":
@@ -277,6 +281,76 @@ def interleavings(first, n, wrap):
         out.append({"seed": seed, "records": prog.records,
                     "escaped": prog.escaped, "ended": prog.ended})
     return out
+
+
+def spawn_in_do(wrap):
+    """A greenlet spawned inside do (or not: the control) and joined there;
+    it runs while the spawning greenlet waits inside do, and a greenlet
+    made outside runs meanwhile."""
+    wrap = wrap == "protected"
+    rec = Recorder()
+    made = []
+
+    def leaf():
+        for _ in range(3):
+            rec.check(True, "leaf")
+            rec.leave_pattern()
+            gevent.sleep(0)
+
+    def outsider():
+        for _ in range(4):
+            rec.check(False, "outsider")
+            gevent.sleep(0)
+
+    def body():
+        rec.check(True, "body")
+        rec.leave_pattern()
+        g = gevent.spawn(leaf)
+        made.append(is_secret(g))
+        g.join()
+        rec.check(True, "body")
+
+    gevent.sleep(0)                     # the hub, made outside
+    o = gevent.spawn(outsider)
+    secret.do(body) if wrap else body()
+    rec.check(False, "main")
+    o.join()
+    return {"records": rec.records, "made_secret": made[0]}
+
+
+def first_use_in_do(wrap, hub_first):
+    """The program's first gevent wait made inside do (or not: the
+    control), with gevent's hub made at start-up (hub_first "1") or by
+    that wait. Records the mode of the hub's callbacks ("hub"): expected
+    outside secret mode, which holds only when the hub was made first."""
+    wrap = wrap == "protected"
+    rec = Recorder()
+    if hub_first == "1":
+        gevent.get_hub()
+
+    def first():
+        rec.check(True, "first")
+        rec.leave_pattern()
+        gevent.sleep(0.0005)            # makes the hub, here
+        rec.check(True, "first")
+
+    def other():
+        for _ in range(3):
+            rec.check(False, "other")
+            # and a callback, which the hub runs in its own greenlet
+            gevent.get_hub().loop.run_callback(rec.check, False, "hub")
+            gevent.sleep(0.0002)
+
+    secret.do(first) if wrap else first()
+    rec.check(False, "main")
+    gs = [gevent.spawn(other) for _ in range(3)]
+    gevent.sleep(0.0005)
+    rec.check(False, "main")
+    h = gevent.spawn(secret.do, first) if wrap else gevent.spawn(first)
+    gevent.joinall(gs + [h])
+    rec.check(False, "main")
+    return {"records": rec.records,
+            "hub_secret": is_secret(gevent.get_hub())}
 
 
 # --- a server ----------------------------------------------------------------
@@ -515,7 +589,9 @@ def main(argv):
     name, *args = argv
     result = {"interleavings": interleavings, "server": server,
               "parked": parked, "switch_erases": switch_erases,
-              "parked_copy": parked_copy}[name](*args)
+              "parked_copy": parked_copy,
+              "first_use_in_do": first_use_in_do,
+              "spawn_in_do": spawn_in_do}[name](*args)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

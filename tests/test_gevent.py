@@ -7,7 +7,8 @@ away, erasing what it left below on the C stack, and re-enters it at each
 switch back: other greenlets (the hub's callbacks, a ticker, a queue
 drainer, clients) never run in secret mode nor get secret blocks, and
 never find the protected greenlet's stack pattern below their frames. A
-greenlet made in secret mode (gevent.spawn inside do) runs in it.
+greenlet made in secret mode (gevent.spawn inside do) runs in it, and so
+does gevent's hub if the first gevent wait made it inside do.
 
 The programs run in a child interpreter (tests/gevent_programs.py): they
 monkey-patch the standard library, which this process must not be. Each
@@ -47,17 +48,20 @@ def program(*args, env=None):
 
 def bad(records):
     """Steps in the wrong mode, allocating the wrong kind of memory, or
-    (outside secret mode) finding a protected greenlet's stack pattern."""
+    (outside secret mode) finding a protected greenlet's stack pattern.
+    Expected None: either mode, as long as the allocations agree."""
     return [r for r in records
-            if r[0] != r[1] or r[0] != r[2] or (not r[0] and r[3])]
+            if (r[1] if r[0] is None else r[0]) != r[1] or r[1] != r[2]
+            or (not r[1] and r[3])]
 
 
 def mode_caught(records):
-    return any(r[0] != r[1] or r[0] != r[2] for r in records)
+    return any(r[0] is not None and (r[0] != r[1] or r[0] != r[2])
+               for r in records)
 
 
 def stack_caught(records):
-    return any(r[3] for r in records if not r[0])
+    return any(r[3] for r in records if not r[1])
 
 
 # --- a StreamServer whose handler parks inside do ---------------------------
@@ -120,6 +124,46 @@ def test_a_switch_to_the_hub_erases_the_stack_below(depth):
     assert all(h > 0 for h in ctl), ctl
 
 
+# --- greenlets made inside do ------------------------------------------------
+
+def test_a_greenlet_spawned_inside_do_runs_in_secret_mode():
+    """A greenlet spawned in func (a secret block) runs in secret mode at
+    each of its steps, as a thread or a task started there; a greenlet
+    made outside runs outside it meanwhile and finds nothing of either's
+    stack."""
+    prot = program("spawn_in_do", "protected")
+    assert prot["made_secret"] is True
+    assert bad(prot["records"]) == []
+    kinds = [r[4] for r in prot["records"]]
+    assert kinds.count("leaf") == 3 and kinds.count("outsider") == 4
+    ctl = program("spawn_in_do", "control")
+    assert ctl["made_secret"] is False
+    assert mode_caught(ctl["records"]) and stack_caught(ctl["records"])
+
+
+# --- gevent's hub made inside do ---------------------------------------------
+
+def test_make_the_hub_before_the_first_do():
+    """gevent makes its hub at the first call that waits. Made inside do, it
+    is a greenlet made in secret mode: it and every callback it runs stay
+    in secret mode for good (a documented limit). Made at start-up
+    (gevent.get_hub()), its callbacks run outside secret mode while a
+    greenlet waits inside do, and the first wait may be inside do."""
+    prot = program("first_use_in_do", "protected", "1")
+    assert prot["hub_secret"] is False
+    assert bad(prot["records"]) == []
+    kinds = {r[4] for r in prot["records"]}
+    assert {"first", "other", "hub", "main"} <= kinds, kinds
+    ctl = program("first_use_in_do", "control", "1")
+    assert mode_caught(ctl["records"]) and stack_caught(ctl["records"])
+    # the limit: a hub made in do runs its callbacks in secret mode
+    late = program("first_use_in_do", "protected", "0")
+    assert late["hub_secret"] is True
+    hub = [r for r in late["records"] if r[4] == "hub"]
+    assert hub and all(r[1] and r[2] for r in hub), hub
+    assert bad([r for r in late["records"] if r[4] != "hub"]) == []
+
+
 # --- a parked handler's frames ------------------------------------------------
 
 def test_a_parked_handlers_frames_are_not_in_ordinary_memory():
@@ -173,5 +217,5 @@ def test_generated_interleavings(first):
     ended = {(e[0], e[1]) for p in prot for e in p["ended"]}
     assert {(True, "timeout"), (True, "killed"), (True, "escaped"),
             (True, "returned")} <= ended, ended
-    leaves = [r for p in prot for r in p["records"] if r[4] == "leaf"]
-    assert {r[0] for r in leaves} == {True, False}
+    # greenlets spawned inside do ran, in secret mode
+    assert any(r[4] == "leaf-in-do" for p in prot for r in p["records"])

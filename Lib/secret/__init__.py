@@ -86,8 +86,9 @@ secret mode: other tasks of the event loop never run in it.
 Under greenlet (and gevent) only the greenlet that called ``do`` is in
 secret mode: a switch away leaves it, erasing what that greenlet left
 below on the C stack as ``do``'s exit does, and a switch back re-enters
-it; a greenlet made inside ``do`` runs in secret mode. A gevent handler
-can wait on sockets inside ``do``::
+it; a greenlet made inside ``do`` runs in secret mode (make gevent's hub
+before the first ``do``: ``gevent.get_hub()``). A gevent handler can wait
+on sockets inside ``do``::
 
     def on_client(sock, addr):
         secret.do(handle, sock)     # handle reads the key, recv()s, signs

@@ -2047,6 +2047,137 @@ gl_erase(void)
     _PySecretStack_EraseAltStack();
 }
 
+/* Before greenlet switches stacks. The trace function runs after the
+ * switch, on the stack of the greenlet that now runs: what the greenlet
+ * that leaves wrote between that one's frames and its own (when the other
+ * lies deeper on the stack), and what greenlet's own frames at the switch
+ * leave unwritten, it cannot reach. So greenlet's switch() and throw()
+ * (its methods, and its C API, which gevent's hub uses) first erase what
+ * lies below their frame when the greenlet calling them is in secret
+ * mode: all of it is dead. (A greenlet that ends switches to its parent
+ * inside greenlet: only the trace function sees that one.) Put in place
+ * once per process, when do() first finds greenlet loaded. */
+static PyObject *(*gl_orig_capi_switch)(PyObject *, PyObject *, PyObject *);
+static PyObject *(*gl_orig_capi_throw)(PyObject *, PyObject *, PyObject *,
+                                        PyObject *);
+static PyCFunctionWithKeywords gl_orig_switch;
+static PyCFunction gl_orig_throw;
+static int gl_hooked;
+
+static inline void
+gl_pre_switch(void)
+{
+    _PyThreadStateImpl *ts = (_PyThreadStateImpl *)_PyThreadState_GET();
+    if (ts != NULL && (ts->secret.depth > 0 || ts->secret.inherited)) {
+        gl_erase();
+    }
+}
+
+static PyObject *
+gl_capi_switch(PyObject *g, PyObject *args, PyObject *kwargs)
+{
+    gl_pre_switch();
+    return gl_orig_capi_switch(g, args, kwargs);
+}
+
+static PyObject *
+gl_capi_throw(PyObject *g, PyObject *typ, PyObject *val, PyObject *tb)
+{
+    gl_pre_switch();
+    return gl_orig_capi_throw(g, typ, val, tb);
+}
+
+static PyObject *
+gl_meth_switch(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    gl_pre_switch();
+    return gl_orig_switch(self, args, kwargs);
+}
+
+static PyObject *
+gl_meth_throw(PyObject *self, PyObject *args)
+{
+    gl_pre_switch();
+    return gl_orig_throw(self, args);
+}
+
+static PyMethodDef gl_switch_def = {
+    "switch", _PyCFunction_CAST(gl_meth_switch), METH_VARARGS | METH_KEYWORDS,
+    NULL};
+static PyMethodDef gl_throw_def = {
+    "throw", gl_meth_throw, METH_VARARGS, NULL};
+
+/* Make the method def->ml_name of tp call def's function (which calls
+ * the one it had, saved in *orig): the descriptor itself is changed, so
+ * that references taken earlier to it (greenlet.greenlet.switch) and
+ * calls the eval loop specialized call the new function; a bound method
+ * made before (g.switch kept in a variable) keeps the old. 0, or -1 with
+ * an error. */
+static int
+gl_wrap_method(PyTypeObject *tp, PyMethodDef *def, void **orig)
+{
+    PyObject *d = tp->tp_dict;
+    PyObject *m = d ? PyDict_GetItemString(d, def->ml_name) : NULL;
+    if (m == NULL || !Py_IS_TYPE(m, &PyMethodDescr_Type)
+        || ((PyMethodDescrObject *)m)->d_method->ml_flags != def->ml_flags)
+    {
+        PyErr_Format(PyExc_RuntimeError,
+                     "secret: greenlet's %s() is not the one expected",
+                     def->ml_name);
+        return -1;
+    }
+    PyMethodDef *was = ((PyMethodDescrObject *)m)->d_method;
+    def->ml_doc = was->ml_doc;
+    *orig = (void *)was->ml_meth;
+    ((PyMethodDescrObject *)m)->d_method = def;
+    return 0;
+}
+
+/* m: greenlet's C module. Once per process. */
+static int
+gl_hook(PyObject *m)
+{
+    if (gl_hooked) {
+        return 0;
+    }
+    PyObject *tp = PyObject_GetAttrString(m, "greenlet");
+    if (tp == NULL) {
+        return -1;
+    }
+    if (!PyType_Check(tp)
+        || gl_wrap_method((PyTypeObject *)tp, &gl_switch_def,
+                          (void **)&gl_orig_switch) < 0
+        || gl_wrap_method((PyTypeObject *)tp, &gl_throw_def,
+                          (void **)&gl_orig_throw) < 0)
+    {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "secret: greenlet.greenlet is not a type");
+        }
+        Py_DECREF(tp);
+        return -1;
+    }
+    PyType_Modified((PyTypeObject *)tp);
+    Py_DECREF(tp);
+    gl_hooked = 1;
+    PyObject *capi = PyObject_GetAttrString(m, "_C_API");
+    if (capi != NULL && PyCapsule_IsValid(capi, "greenlet._C_API")) {
+        void **api = PyCapsule_GetPointer(capi, "greenlet._C_API");
+        /* PyGreenlet_Throw_NUM, PyGreenlet_Switch_NUM (greenlet.h), the
+         * same in every release; the table is greenlet's static array,
+         * which every user of the C API reads at each call. */
+        gl_orig_capi_throw = (PyObject *(*)(PyObject *, PyObject *,
+                                            PyObject *, PyObject *))api[5];
+        gl_orig_capi_switch = (PyObject *(*)(PyObject *, PyObject *,
+                                             PyObject *))api[6];
+        api[5] = (void *)gl_capi_throw;
+        api[6] = (void *)gl_capi_switch;
+    }
+    Py_XDECREF(capi);
+    PyErr_Clear();
+    return 0;
+}
+
 typedef struct {
     int found;
     int error;
@@ -2283,12 +2414,27 @@ typedef struct {
  * looks for greenlet again only after one. */
 static Py_ssize_t gl_modules_changes;
 
+static int gl_hook(PyObject *m);
+
 static int
 gl_modules_watch(PyDict_WatchEvent event, PyObject *dict, PyObject *key,
                  PyObject *new_value)
 {
     if (event != PyDict_EVENT_DELETED && event != PyDict_EVENT_DEALLOCATED) {
         _Py_atomic_add_ssize(&gl_modules_changes, 1);
+    }
+    /* greenlet loaded: its switch() erases from now on, before anything
+     * can take a bound method of it (see gl_hook) */
+    if ((event == PyDict_EVENT_ADDED || event == PyDict_EVENT_MODIFIED)
+        && !gl_hooked && key != NULL && PyUnicode_Check(key)
+        && new_value != NULL && PyModule_Check(new_value)
+        && PyUnicode_EqualToUTF8(key, "greenlet._greenlet"))
+    {
+        PyObject *exc = PyErr_GetRaisedException();
+        if (gl_hook(new_value) < 0) {
+            PyErr_WriteUnraisable(new_value);
+        }
+        PyErr_SetRaisedException(exc);
     }
     return 0;
 }
@@ -2327,8 +2473,9 @@ gl_find(secret_state *st, PyThreadState *tstate)
         return -1;
     }
     PyObject *capi = PyObject_GetAttrString(m, "_C_API");
+    void **api = NULL;
     if (capi != NULL && PyCapsule_IsValid(capi, "greenlet._C_API")) {
-        void **api = PyCapsule_GetPointer(capi, "greenlet._C_API");
+        api = PyCapsule_GetPointer(capi, "greenlet._C_API");
         /* PyGreenlet_GetCurrent_NUM (greenlet.h): the same in every
          * greenlet release. */
         st->gl_capi_getcurrent = (PyObject *(*)(void))api[4];
@@ -2340,8 +2487,15 @@ gl_find(secret_state *st, PyThreadState *tstate)
             st->gl_capi_main = (int (*)(PyObject *))api[8];
         }
     }
-    Py_XDECREF(capi);
     PyErr_Clear();
+    int hooked = gl_hook(m);
+    Py_XDECREF(capi);
+    if (hooked < 0) {
+        Py_DECREF(gc);
+        Py_DECREF(gt);
+        Py_DECREF(stf);
+        return -1;
+    }
     st->gl_getcurrent = gc;
     st->gl_gettrace = gt;
     st->gl_settrace = stf;
@@ -3832,6 +3986,12 @@ secret_exec(PyObject *module)
     }
     st->gl_modules_seen = -1;
     PyObject *modules = _PyInterpreterState_GET()->imports.modules;
+    PyObject *glm = modules != NULL
+                    ? PyDict_GetItemString(modules, "greenlet._greenlet")
+                    : NULL;
+    if (glm != NULL && PyModule_Check(glm) && gl_hook(glm) < 0) {
+        return -1;
+    }
     int wid = modules != NULL && PyDict_CheckExact(modules)
               ? PyDict_AddWatcher(gl_modules_watch) : -1;
     if (wid >= 0 && PyDict_Watch(wid, modules) == 0) {

@@ -587,9 +587,12 @@ BELOW_PARKED = """
 
         def g_run():
             T.call_below_gap(gap + 64 * 1024, Tg.switch)
-            secret.do(func) if PROTECTED else func()
+            secret.do(func) if MODE == "do" else func()
 
-        G = greenlet.greenlet(g_run)
+        # "made": G is made in do() (in secret mode for life) and calls
+        # func without a do() of its own
+        G = secret.do(lambda: greenlet.greenlet(g_run)) if MODE == "made" \
+            else greenlet.greenlet(g_run)
         G.switch()
         out.append(ordinary_copies())
         Tg.switch()
@@ -601,10 +604,11 @@ BELOW_PARKED = """
 """
 
 
-def test_a_greenlet_below_parked_frames_copies_them_secretly():
-    prot = eval(run_child("PROTECTED = True\n"
+@pytest.mark.parametrize("mode", ["do", "made"])
+def test_a_greenlet_below_parked_frames_copies_them_secretly(mode):
+    prot = eval(run_child(f"MODE = {mode!r}\n"
                           + textwrap.dedent(BELOW_PARKED)))
-    ctl = eval(run_child("PROTECTED = False\n"
+    ctl = eval(run_child("MODE = 'control'\n"
                          + textwrap.dedent(BELOW_PARKED)))
     assert prot == [0] * 6
     assert all(ctl[i] > 0 for i in (0, 2, 4)), ctl
@@ -817,3 +821,38 @@ def test_a_greenlet_ending_into_a_shallow_parent_leaves_nothing():
                    "parent and the ended greenlet (docs/limitations.md)")
 def test_a_greenlet_ending_into_a_deeper_parent_leaves_nothing():
     assert int(run_child("DEEP = True\n" + textwrap.dedent(ENDING))) <= 1
+
+
+KILL_DEEPER = """
+    import os, _testsecret as T
+    main_g = greenlet.getcurrent()
+    secret.do(lambda: None)
+    p = os.urandom(8).replace(b"\\0", b"\\1")
+    out = {}
+
+    def t_run():
+        try:
+            main_g.switch()
+        finally:
+            lo, hi, sp = T.stack_info()
+            out["hits"] = T.count_in_range(sp + 16384, hi - (sp + 16384), p)
+            out["enabled"] = secret.enabled()
+    box = [greenlet.greenlet(t_run)]
+    T.call_below_gap(128 * 1024, box[0].switch)   # parks 128 KiB deep
+
+    def func():
+        T.write_stack_pattern(p, 64 * 1024)
+        box.pop()           # the last reference: freeing it kills it now
+    secret.do(func) if PROTECTED else func()
+    print(out["hits"], out["enabled"])
+"""
+
+
+def test_killing_a_deeper_greenlet_from_do_erases_first():
+    # greenlet switches into a greenlet it frees to raise GreenletExit,
+    # inside greenlet: its dealloc erases first in secret mode.
+    assert run_child("PROTECTED = True\n"
+                     + textwrap.dedent(KILL_DEEPER)) == "0 False"
+    hits, mode = run_child("PROTECTED = False\n"
+                           + textwrap.dedent(KILL_DEEPER)).split()
+    assert int(hits) > 0 and mode == "False"

@@ -90,6 +90,7 @@ typedef struct {
     PyObject *gl_settrace;
     PyObject *(*gl_capi_getcurrent)(void);
     int (*gl_capi_main)(PyObject *);
+    int (*gl_capi_active)(PyObject *);
     /* gl_modules_changes when sys.modules was last searched for greenlet
      * (-1: it is not watched, search at every do()). */
     Py_ssize_t gl_modules_seen;
@@ -1871,6 +1872,7 @@ typedef struct {
      * it, and greenlet may copy that one's frames in its mode. */
     int bumped;
     int (*capi_main)(PyObject *);   /* greenlet's PyGreenlet_MAIN, or NULL */
+    int (*capi_active)(PyObject *); /* PyGreenlet_ACTIVE, or NULL */
     size_t sweep_at;        /* drop dead records when parked reaches it */
     Py_ssize_t switches;    /* switches seen (tests) */
     Py_ssize_t erasures;    /* of them, out of secret mode */
@@ -2061,6 +2063,7 @@ static PyObject *(*gl_orig_capi_switch)(PyObject *, PyObject *, PyObject *);
 static PyObject *(*gl_orig_capi_throw)(PyObject *, PyObject *, PyObject *,
                                         PyObject *);
 static PyCFunctionWithKeywords gl_orig_switch;
+static destructor gl_orig_dealloc;
 static PyCFunction gl_orig_throw;
 static int gl_hooked;
 
@@ -2099,6 +2102,15 @@ gl_meth_throw(PyObject *self, PyObject *args)
 {
     gl_pre_switch();
     return gl_orig_throw(self, args);
+}
+
+/* Freeing a started greenlet kills it: greenlet switches into it to raise
+ * GreenletExit there, inside greenlet. */
+static void
+gl_dealloc(PyObject *g)
+{
+    gl_pre_switch();
+    gl_orig_dealloc(g);
 }
 
 static PyMethodDef gl_switch_def = {
@@ -2157,6 +2169,10 @@ gl_hook(PyObject *m)
         Py_DECREF(tp);
         return -1;
     }
+    /* Subtypes call it through the base type's slot (subtype_dealloc and
+     * Cython's both read it at each call). */
+    gl_orig_dealloc = ((PyTypeObject *)tp)->tp_dealloc;
+    ((PyTypeObject *)tp)->tp_dealloc = gl_dealloc;
     PyType_Modified((PyTypeObject *)tp);
     Py_DECREF(tp);
     gl_hooked = 1;
@@ -2178,7 +2194,24 @@ gl_hook(PyObject *m)
     return 0;
 }
 
+/* Is g started and not ended (it has frames somewhere)? -1 on error. */
+static int
+gl_active(gl_tracer *self, PyObject *g)
+{
+    if (self->capi_active != NULL) {
+        return self->capi_active(g) != 0;
+    }
+    PyObject *dead = PyObject_GetAttrString(g, "dead");
+    if (dead == NULL) {
+        return -1;
+    }
+    int r = PyObject_Not(dead);
+    Py_DECREF(dead);
+    return r;
+}
+
 typedef struct {
+    gl_tracer *tracer;
     int found;
     int error;
 } gl_in_place_arg;
@@ -2198,6 +2231,12 @@ gl_check_in_place(_Py_hashtable_t *ht, const void *key, const void *value,
     PyObject *g = gl_referent(r->ref);
     if (g == NULL) {
         return 0;
+    }
+    int active = gl_active(a->tracer, g);
+    if (active <= 0) {
+        Py_DECREF(g);
+        a->error = active < 0;
+        return active < 0;
     }
     PyObject *saved = PyObject_GetAttrString(g, "_stack_saved");
     Py_DECREF(g);
@@ -2224,9 +2263,16 @@ gl_switch(gl_tracer *self, PyObject *origin, PyObject *target)
     own.mode -= self->bumped;
     /* The records are not secret: kept in ordinary memory. */
     _PySecret_tls.mode = 0;
-    gl_in_place_arg in_place = {0, 0};
-    if (gl_base(self, origin, &base) < 0
-        || (!gl_same(&own, &base) && gl_park(self, origin, &own) < 0)
+    gl_in_place_arg in_place = {self, 0, 0};
+    /* An ended greenlet keeps nothing: its record would stand for frames
+     * it no longer has. */
+    int origin_active = own.mode > 0 ? gl_active(self, origin) : 1;
+    if (origin_active < 0
+        || gl_base(self, origin, &base) < 0
+        /* kept also for a greenlet in secret mode in its base mode: the
+         * check below looks for parked greenlets in secret mode */
+        || ((!gl_same(&own, &base) || own.mode > 0) && origin_active
+            && gl_park(self, origin, &own) < 0)
         || gl_unpark(self, target, &next) < 0
         || (next.mode <= 0 && self->parked->nentries != 0
             && (_Py_hashtable_foreach(self->parked, gl_check_in_place,
@@ -2430,9 +2476,11 @@ gl_modules_watch(PyDict_WatchEvent event, PyObject *dict, PyObject *key,
         && new_value != NULL && PyModule_Check(new_value)
         && PyUnicode_EqualToUTF8(key, "greenlet._greenlet"))
     {
+        /* (A subinterpreter adds a single-phase module before filling
+         * it: then the first do() that finds greenlet wraps it.) */
         PyObject *exc = PyErr_GetRaisedException();
         if (gl_hook(new_value) < 0) {
-            PyErr_WriteUnraisable(new_value);
+            PyErr_Clear();
         }
         PyErr_SetRaisedException(exc);
     }
@@ -2485,6 +2533,7 @@ gl_find(secret_state *st, PyThreadState *tstate)
                 m, "GREENLET_USE_STANDARD_THREADING") == 1)
         {
             st->gl_capi_main = (int (*)(PyObject *))api[8];
+            st->gl_capi_active = (int (*)(PyObject *))api[10];
         }
     }
     PyErr_Clear();
@@ -2638,6 +2687,7 @@ gl_follow_slow(secret_state *st, PyThreadState *tstate, gl_call *c)
     self->context_ver = tstate->context_ver;
     self->busy = self->bumped = 0;
     self->capi_main = st->gl_capi_main;
+    self->capi_active = st->gl_capi_active;
     self->sweep_at = 16;
     self->switches = self->erasures = 0;
     PyObject_GC_Track(self);

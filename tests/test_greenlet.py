@@ -800,7 +800,8 @@ ENDING = """
     box = {}
 
     def p_run():
-        box["S"] = secret.do(lambda: greenlet.greenlet(s_run))
+        box["S"] = secret.do(lambda: greenlet.greenlet(s_run)) if MADE_IN_DO \\
+            else greenlet.greenlet(s_run)
         main_g.switch()
         main_g.switch("P done")
 
@@ -811,48 +812,22 @@ ENDING = """
 """
 
 
-def test_a_greenlet_ending_into_a_shallow_parent_leaves_nothing():
-    assert int(run_child("DEEP = False\n" + textwrap.dedent(ENDING))) <= 1
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_greenlet_ending_into_its_parent_leaves_nothing(deep):
+    # It switches to its parent inside greenlet: the run callable of a
+    # greenlet made in secret mode erases when it returns.
+    code = f"DEEP = {deep}\nMADE_IN_DO = True\n" + textwrap.dedent(ENDING)
+    assert int(run_child(code)) <= 1
+    if deep:
+        # control: made outside do(), its stack is found above the parent
+        code = "DEEP = True\nMADE_IN_DO = False\n" + textwrap.dedent(ENDING)
+        assert int(run_child(code)) > 0
 
 
-@pytest.mark.xfail(strict=True, reason="a greenlet that ends switches to its "
-                   "parent inside greenlet, where neither switch() nor the "
-                   "trace function can erase what lies between a deeper "
-                   "parent and the ended greenlet (docs/limitations.md)")
-def test_a_greenlet_ending_into_a_deeper_parent_leaves_nothing():
-    assert int(run_child("DEEP = True\n" + textwrap.dedent(ENDING))) <= 1
-
-
-KILL_DEEPER = """
-    import os, _testsecret as T
-    main_g = greenlet.getcurrent()
-    secret.do(lambda: None)
-    p = os.urandom(8).replace(b"\\0", b"\\1")
-    out = {}
-
-    def t_run():
-        try:
-            main_g.switch()
-        finally:
-            lo, hi, sp = T.stack_info()
-            out["hits"] = T.count_in_range(sp + 16384, hi - (sp + 16384), p)
-            out["enabled"] = secret.enabled()
-    box = [greenlet.greenlet(t_run)]
-    T.call_below_gap(128 * 1024, box[0].switch)   # parks 128 KiB deep
-
-    def func():
-        T.write_stack_pattern(p, 64 * 1024)
-        box.pop()           # the last reference: freeing it kills it now
-    secret.do(func) if PROTECTED else func()
-    print(out["hits"], out["enabled"])
-"""
-
-
-def test_killing_a_deeper_greenlet_from_do_erases_first():
-    # greenlet switches into a greenlet it frees to raise GreenletExit,
-    # inside greenlet: its dealloc erases first in secret mode.
-    assert run_child("PROTECTED = True\n"
-                     + textwrap.dedent(KILL_DEEPER)) == "0 False"
-    hits, mode = run_child("PROTECTED = False\n"
-                           + textwrap.dedent(KILL_DEEPER)).split()
-    assert int(hits) > 0 and mode == "False"
+def test_the_run_callable_of_a_greenlet_made_in_do_is_the_one_given():
+    def body():
+        return 7
+    g = secret.do(lambda: greenlet.greenlet(body))
+    assert g.run.__self__ is body and g.switch() == 7
+    h = greenlet.greenlet(body)
+    assert h.run is body

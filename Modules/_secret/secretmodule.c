@@ -2113,6 +2113,42 @@ gl_dealloc(PyObject *g)
     gl_orig_dealloc(g);
 }
 
+/* A greenlet that ends switches to its parent inside greenlet: its run
+ * callable, when the greenlet was made in secret mode (it runs in it),
+ * is handed to greenlet wrapped, so that what it left below is erased
+ * before that switch (its parent may lie deeper on the stack). */
+static getter gl_orig_getrun;
+
+static PyObject *
+gl_run_call(PyObject *run, PyObject *args, PyObject *kwargs)
+{
+    PyObject *res = PyObject_Call(run, args, kwargs);
+    gl_pre_switch();
+    return res;
+}
+
+static PyMethodDef gl_run_def = {
+    "run", _PyCFunction_CAST(gl_run_call), METH_VARARGS | METH_KEYWORDS,
+    "the run callable of a greenlet made in secret mode: it calls the "
+    "callable given, then erases what that left below"};
+
+static PyObject *
+gl_getrun(PyObject *g, void *closure)
+{
+    PyObject *run = gl_orig_getrun(g, closure);
+    if (run == NULL || !_PySecret_IsSecret(g)
+        || (PyCFunction_Check(run)
+            && ((PyCFunctionObject *)run)->m_ml == &gl_run_def))
+    {
+        return run;
+    }
+    PyObject *wrapped = PyCFunction_New(&gl_run_def, run);
+    Py_DECREF(run);
+    return wrapped;
+}
+
+static PyGetSetDef gl_run_getset = {"run", gl_getrun, NULL, NULL, NULL};
+
 static PyMethodDef gl_switch_def = {
     "switch", _PyCFunction_CAST(gl_meth_switch), METH_VARARGS | METH_KEYWORDS,
     NULL};
@@ -2168,6 +2204,19 @@ gl_hook(PyObject *m)
         }
         Py_DECREF(tp);
         return -1;
+    }
+    /* greenlet looks its run callable up as an attribute when it starts
+     * a greenlet: the descriptor's getter is changed in place. */
+    PyObject *rd = PyDict_GetItemString(((PyTypeObject *)tp)->tp_dict, "run");
+    if (rd != NULL && Py_IS_TYPE(rd, &PyGetSetDescr_Type)) {
+        PyGetSetDef *was = ((PyGetSetDescrObject *)rd)->d_getset;
+        if (was->get != NULL && was->get != gl_getrun) {
+            gl_run_getset.set = was->set;
+            gl_run_getset.doc = was->doc;
+            gl_run_getset.closure = was->closure;
+            gl_orig_getrun = was->get;
+            ((PyGetSetDescrObject *)rd)->d_getset = &gl_run_getset;
+        }
     }
     /* Subtypes call it through the base type's slot (subtype_dealloc and
      * Cython's both read it at each call). */

@@ -1023,9 +1023,7 @@ heap_alloc_in(mi_heap_t *heap, size_t n, size_t align, int zero)
     if (heap == &the_heap && align == 0 && n <= CACHE_MAX) {
         void *p = cache_pop(n);
         if (p != NULL) {
-            if (!reserve_ok) {
-                alloc_failed = FAIL_NONE;
-            }
+            alloc_failed = FAIL_NONE;
             return p;
         }
     }

@@ -39,6 +39,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>                // sched_yield()
+#include <stdatomic.h>            // atomic_signal_fence()
 #include <stdlib.h>
 #include <string.h>               // explicit_bzero()
 #include <sys/mman.h>
@@ -695,6 +697,7 @@ typedef struct {
     int64_t exhausted;
     int64_t trims;
     int64_t native_allocations;     /* secret blocks native code made */
+    int64_t caches_taken;           /* other threads' caches, heap full */
 } heap_stats;
 static heap_stats stats;
 
@@ -892,11 +895,22 @@ injected_failure(void)
  * (the link to the next one, an address in the heap); the heap still
  * counts it as allocated. A thread holds at most CACHE_BYTES: they go
  * back to the heap when the thread ends (_PySecretHeap_ThreadDone, or the
- * key's destructor for any other thread), when one of its allocations
- * finds the heap full, and never to another thread. A fork() child keeps
- * the forking thread's cache; the other threads' blocks stay allocated
- * there (they are zero). Only the_heap's blocks of up to CACHE_MAX bytes
- * are cached: objects, the blocks a step makes by the dozen. */
+ * key's destructor for any other thread), and when any allocation finds
+ * the heap full: a cached block keeps its whole mimalloc page (64 KiB)
+ * from being given back, so the failing thread takes every thread's
+ * cache (cache_reclaim_locked). A fork() child keeps the forking
+ * thread's cache; the other threads' blocks stay allocated there (they
+ * are zero). Only the_heap's blocks of up to CACHE_MAX bytes are cached:
+ * objects, the blocks a step makes by the dozen.
+ *
+ * Taking another thread's cache: the owner marks each operation busy and
+ * checks the cache's steal flag with no fence between (a compiler barrier
+ * only); the taker, holding the heap lock, sets the flags, then runs
+ * membarrier(PRIVATE_EXPEDITED), a full barrier on every CPU that runs a
+ * thread of ours. So either the owner sees the flag (and takes the heap
+ * lock instead, which waits for the taker) or the taker sees it busy and
+ * waits for that one operation to end: the owner's path stays free of
+ * atomic read-modify-writes. Without membarrier() there is no cache. */
 #define CACHE_MAX 256
 #define CACHE_BINS (CACHE_MAX / 16)     /* one per 16 bytes of size */
 #define CACHE_DEPTH 16                  /* blocks a bin keeps at most */
@@ -908,6 +922,8 @@ typedef struct block_cache {
     void *head[CACHE_BINS];             /* bin i: blocks of 16 * (i + 1) */
     uint8_t count[CACHE_BINS];
     int state;
+    int busy;                           /* the owner is in an operation */
+    int steal;                          /* a taker holds the heap lock */
     /* Written by the owner only; heap_info() reads them (relaxed). */
     int64_t bytes;                      /* in the cache */
     int64_t allocations, frees, zeroed_bytes;
@@ -918,9 +934,47 @@ static _Py_thread_local block_cache tcache;
 static block_cache *caches;             /* every thread's, under the lock */
 static pthread_key_t cache_key;
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
-static int cache_key_ok;
+static int cache_key_ok;                /* and membarrier() registered */
+
+#ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED
+#  define MEMBARRIER_CMD_PRIVATE_EXPEDITED (1 << 3)
+#  define MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+#endif
+
+static int
+membarrier(int cmd)
+{
+#ifdef SYS_membarrier
+    return (int)syscall(SYS_membarrier, cmd, 0, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* The owner's side of an operation on its cache: 0 if a taker holds it
+ * (use the heap instead). */
+static inline int
+cache_enter(void)
+{
+    _Py_atomic_store_int_relaxed(&tcache.busy, 1);
+    /* membarrier() on the taker's side orders the two for the CPU. */
+    atomic_signal_fence(memory_order_seq_cst);
+    if (_Py_atomic_load_int_acquire(&tcache.steal)) {
+        _Py_atomic_store_int_release(&tcache.busy, 0);
+        return 0;
+    }
+    return 1;
+}
+
+static inline void
+cache_leave(void)
+{
+    _Py_atomic_store_int_release(&tcache.busy, 0);
+}
 
 static void cache_flush_locked(block_cache *c);
+static void cache_reclaim_locked(void);
 
 static inline void
 cache_add(int64_t *counter, int64_t d)
@@ -946,15 +1000,18 @@ static inline void *
 cache_pop(size_t n)
 {
     size_t i = cache_bin(n);
-    void *p = tcache.head[i];
-    if (p == NULL) {
+    if (!cache_enter()) {
         return NULL;
     }
-    tcache.head[i] = *(void **)p;
-    *(void **)p = NULL;
-    tcache.count[i]--;
-    cache_add(&tcache.bytes, -(int64_t)(16 * (i + 1)));
-    cache_add(&tcache.allocations, 1);
+    void *p = tcache.head[i];
+    if (p != NULL) {
+        tcache.head[i] = *(void **)p;
+        *(void **)p = NULL;
+        tcache.count[i]--;
+        cache_add(&tcache.bytes, -(int64_t)(16 * (i + 1)));
+        cache_add(&tcache.allocations, 1);
+    }
+    cache_leave();
     return p;
 }
 
@@ -979,6 +1036,7 @@ alloc_locked(mi_heap_t *heap, size_t n, size_t align, int zero)
          * eat it, and the next failure would find no memory for its own
          * error). Beyond the size only reserve allocations are served
          * until a trim brings committed memory back under it. */
+        cache_reclaim_locked();
         trim_locked();
         if (committed_bytes > cfg.size) {
             alloc_failed = FAIL_FULL;
@@ -990,11 +1048,9 @@ alloc_locked(mi_heap_t *heap, size_t n, size_t align, int zero)
         commit_refused = 0;
         if (p == NULL) {
             /* Give back what other threads freed, the pages mimalloc
-             * keeps for later and this thread's cached blocks, then try
+             * keeps for later and every thread's cached blocks, then try
              * once more. */
-            if (tcache.state == CACHE_ON) {
-                cache_flush_locked(&tcache);
-            }
+            cache_reclaim_locked();
             trim_locked();
             p = heap_malloc(heap, n, align, zero);
             commit_refused = 0;
@@ -1223,6 +1279,50 @@ cache_flush_locked(block_cache *c)
     _Py_atomic_store_int64_relaxed(&c->bytes, 0);
 }
 
+/* With the heap lock held: every thread's cached blocks back to the heap
+ * (an allocation found it full). A thread in the middle of an operation
+ * on its cache is waited for, a little; one that stays there (stopped by
+ * a debugger, say) keeps its cache. */
+static void
+cache_reclaim_locked(void)
+{
+    if (tcache.state == CACHE_ON) {
+        cache_flush_locked(&tcache);
+    }
+    int others = 0;
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        if (c != &tcache && _Py_atomic_load_int64_relaxed(&c->bytes) != 0) {
+            _Py_atomic_store_int_relaxed(&c->steal, 1);
+            others = 1;
+        }
+    }
+    if (!others) {
+        return;
+    }
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+        for (block_cache *c = caches; c != NULL; c = c->next) {
+            if (!_Py_atomic_load_int_relaxed(&c->steal)) {
+                continue;
+            }
+            for (int spins = 0; _Py_atomic_load_int_acquire(&c->busy); ) {
+                if (++spins > 1000) {
+                    break;
+                }
+                sched_yield();
+            }
+            if (!_Py_atomic_load_int_acquire(&c->busy)) {
+                cache_flush_locked(c);
+                stats.caches_taken++;
+            }
+        }
+    }
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        if (c != &tcache) {
+            _Py_atomic_store_int_release(&c->steal, 0);
+        }
+    }
+}
+
 /* With the heap lock held: c's thread ends (or is gone, in a fork()
  * child); its counts join the heap's. */
 static void
@@ -1276,13 +1376,21 @@ cache_thread_end(void *unused)
 static void
 cache_key_init(void)
 {
-    cache_key_ok = pthread_key_create(&cache_key, cache_thread_end) == 0;
+    /* No membarrier() (an old kernel, a seccomp filter): no cache, as a
+     * cached block could not be taken back when the heap is full. */
+    cache_key_ok = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+                   && pthread_key_create(&cache_key, cache_thread_end) == 0;
 }
 
-/* The thread's first cached free: its cache joins the list. */
+/* The thread's first cached free: its cache joins the list. Only a thread
+ * that runs Python: one whose key destructors may already have run (a
+ * late free while it exits) would leave its cache on the list. */
 static int
 cache_start(void)
 {
+    if (_PyThreadState_GET() == NULL) {
+        return 0;                       /* may start later */
+    }
     (void)pthread_once(&cache_key_once, cache_key_init);
     if (!cache_key_ok || pthread_setspecific(cache_key, &tcache) != 0) {
         tcache.state = CACHE_OFF;       /* could not hand it back */
@@ -1305,16 +1413,23 @@ cache_start(void)
 static inline int
 cache_push(void *p, size_t usable)
 {
+    size_t i = usable / 16 - 1;
+    if ((usable & 15) != 0
+        /* native code's heap keeps its own blocks */
+        || mi_page_heap(_mi_ptr_page(p)) != &the_heap) {
+        return 0;
+    }
     if (__builtin_expect(tcache.state != CACHE_ON, 0)) {
         if (tcache.state == CACHE_OFF || !cache_start()) {
             return 0;
         }
     }
-    size_t i = usable / 16 - 1;
-    if ((usable & 15) != 0 || tcache.count[i] >= CACHE_DEPTH
-        || tcache.bytes + (int64_t)usable > (int64_t)CACHE_BYTES
-        /* native code's heap keeps its own blocks */
-        || mi_page_heap(_mi_ptr_page(p)) != &the_heap) {
+    if (!cache_enter()) {
+        return 0;
+    }
+    if (tcache.count[i] >= CACHE_DEPTH
+        || tcache.bytes + (int64_t)usable > (int64_t)CACHE_BYTES) {
+        cache_leave();
         return 0;
     }
     zero_block(p, usable);
@@ -1324,6 +1439,7 @@ cache_push(void *p, size_t usable)
     cache_add(&tcache.bytes, (int64_t)usable);
     cache_add(&tcache.frees, 1);
     cache_add(&tcache.zeroed_bytes, (int64_t)usable);
+    cache_leave();
     return 1;
 }
 
@@ -1445,11 +1561,24 @@ _PySecretHeap_UsableSize(const void *p)
 
 /* --- exhaustion ------------------------------------------------------ */
 
+/* Bytes in live blocks: the heap's count less what caches hold. */
+static int64_t
+live_bytes_now(void)
+{
+    heap_lock();
+    int64_t live = stats.live_bytes;
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        live -= _Py_atomic_load_int64_relaxed(&c->bytes);
+    }
+    heap_unlock();
+    return live;
+}
+
 int
 _PySecretHeap_TakeFailure(char *buf, size_t len)
 {
     int failed = alloc_failed;
-    char size[32], used[32], limit[32];
+    char size[32], limit[32];
     alloc_failed = FAIL_NONE;
     if (failed == FAIL_NONE) {
         return 0;
@@ -1475,8 +1604,7 @@ _PySecretHeap_TakeFailure(char *buf, size_t len)
         "blocks). Set its size with -X secret_heap_size=SIZE or "
         "PYTHONSECRETHEAPSIZE=SIZE, e.g. 2G", failed_size,
         fmt_size(cfg.size, size, sizeof(size)), cfg.size,
-        (size_t)Py_MAX(stats.live_bytes, 0));
-    (void)used;
+        (size_t)Py_MAX(live_bytes_now(), 0));
     return 1;
 }
 
@@ -1921,7 +2049,8 @@ _PySecretHeap_Info(void)
     char uname[32];
     PyObject *info = Py_BuildValue(
         "{s:O,s:n,s:n,s:n,s:K,s:n,s:n,s:n,s:L,s:L,s:L,s:L,s:L,s:L,s:L,"
-        "s:L,s:O,s:n,s:n,s:n,s:L,s:s,s:n,s:n,s:O,s:O,s:i,s:n,s:L,s:s,s:L}",
+        "s:L,s:O,s:n,s:n,s:n,s:L,s:s,s:n,s:n,s:O,s:O,s:i,s:n,s:L,s:s,s:L,"
+        "s:L}",
         "active", active ? Py_True : Py_False,
         "size", (Py_ssize_t)s.size,
         "address_space", (Py_ssize_t)space,
@@ -1961,7 +2090,10 @@ _PySecretHeap_Info(void)
                                                 sizeof(uname)) : NULL,
         /* Freed, zeroed, kept by threads to hand out again (counted
            neither in live_bytes nor live_blocks). */
-        "cached_bytes", (long long)cached);
+        "cached_bytes", (long long)cached,
+        /* Other threads' caches taken back by an allocation that found
+           the heap full. */
+        "caches_taken", (long long)st.caches_taken);
     if (info == NULL || _PySecretNative_Info(info, st.native_allocations) < 0) {
         Py_XDECREF(info);
         return NULL;
@@ -2119,7 +2251,7 @@ _PySecretHeap_Info(void)
         "lock_error", Py_None, "unlocked_bytes", 0, "unlocked_resident", 0,
         "dontdump", Py_False, "require_lock", Py_False,
         "headroom_blocks", 0, "lock_chunk", 0, "unlock_failures", 0,
-        "unlock_error", Py_None, "cached_bytes", 0);
+        "unlock_error", Py_None, "cached_bytes", 0, "caches_taken", 0);
 }
 
 #endif

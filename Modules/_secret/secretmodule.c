@@ -3567,6 +3567,7 @@ PyDoc_STRVAR(secret_heap_info_doc,
 "live_bytes, live_blocks, zeroed_bytes, allocations, frees, exhausted\n"
 "(failed allocations), trims, decommits, headroom_blocks, cached_bytes\n"
 "(freed small blocks, zeroed, that threads keep to hand out again),\n"
+"caches_taken (other threads' caches taken back when the heap was full),\n"
 "native_allocations (secret blocks native code made), native_heap,\n"
 "native_heap_error, native_allocator (what serves ordinary memory). See\n"
 "docs/heap.md.\n"

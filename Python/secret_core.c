@@ -91,13 +91,27 @@ detect_vector(void)
 #endif
 }
 
+/* Set (release) once init_once() ran: each do() entry tests it inline
+ * rather than calling pthread_once() (a call and a load; do_async makes
+ * one entry a coroutine step). */
+static int init_done;
+
 static void
 init_once(void)
 {
     _PySecret_vector = detect_vector();
+    _Py_atomic_store_int_release(&init_done, 1);
 }
 
 static pthread_once_t init_flag = PTHREAD_ONCE_INIT;
+
+static inline void
+ensure_init(void)
+{
+    if (__builtin_expect(!_Py_atomic_load_int_acquire(&init_done), 0)) {
+        pthread_once(&init_flag, init_once);
+    }
+}
 
 /* The frame stack's window (spec §3.3). CPython keeps no high-water mark
  * of the frame stack, and zeroing the current chunk to its end costs a
@@ -193,7 +207,7 @@ int
 _PySecret_Enter(PyThreadState *tstate, _PySecretCall *call)
 {
 #if _PySecret_SUPPORTED
-    pthread_once(&init_flag, init_once);
+    ensure_init();
     ((_PyThreadStateImpl *)tstate)->secret.depth++;
 #  if _Py_SECRET_HEAP
     /* From here on this thread allocates in the secret heap. */
@@ -244,7 +258,7 @@ _PySecret_ThreadStart(PyThreadState *tstate)
 #endif
     thread_is_secret = ((_PyThreadStateImpl *)tstate)->secret.inherited;
     if (thread_is_secret) {
-        pthread_once(&init_flag, init_once);
+        ensure_init();
 #if _Py_SECRET_HEAP
         /* Inherited secret mode: the thread allocates secretly for life
            (the heap was reserved by the do() that started it), and its

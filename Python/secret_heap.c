@@ -10,8 +10,9 @@
  * One mimalloc heap, with its own thread data, serves every thread under a
  * lock: capacity follows the bytes in use, not the number of threads that
  * ever allocated (a heap per thread kept a 32 MiB segment per thread).
- * Threads hold nothing of it, so a thread that ends, however it ends
- * (pthread_exit, a foreign thread), has nothing to hand back.
+ * A thread keeps at most 4 KiB of small blocks it freed, zeroed, to hand
+ * out again without the lock (see "the per-thread cache"); they go back
+ * when it ends, however it ends (a key destructor).
  *
  * Its size is a budget on committed memory: mimalloc's commits in the range
  * come here (_PySecretHeap_OsCommit), are charged to it and locked against
@@ -38,6 +39,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>                // sched_yield()
+#include <stdatomic.h>            // atomic_signal_fence()
 #include <stdlib.h>
 #include <string.h>               // explicit_bzero()
 #include <sys/mman.h>
@@ -694,6 +697,7 @@ typedef struct {
     int64_t exhausted;
     int64_t trims;
     int64_t native_allocations;     /* secret blocks native code made */
+    int64_t caches_taken;           /* other threads' caches, heap full */
 } heap_stats;
 static heap_stats stats;
 
@@ -880,6 +884,137 @@ injected_failure(void)
     return 1;
 }
 
+/* --- the per-thread cache of zeroed blocks ---------------------------- */
+
+/* Every secret allocation and free took the heap lock (two atomic
+ * compare-and-swaps, which also wait for the zeroing stores before them):
+ * about 48 ns an allocation and its free, 13 of them in a coroutine step
+ * of an asyncio.Queue ping-pong. So each thread keeps a few small blocks
+ * it freed, already zeroed, and hands them out again without the lock.
+ * A cached block is free for the program and zero but for its first word
+ * (the link to the next one, an address in the heap); the heap still
+ * counts it as allocated. A thread holds at most CACHE_BYTES: they go
+ * back to the heap when the thread ends (_PySecretHeap_ThreadDone, or the
+ * key's destructor for any other thread), and when any allocation finds
+ * the heap full: a cached block keeps its whole mimalloc page (64 KiB)
+ * from being given back, so the failing thread takes every thread's
+ * cache (cache_reclaim_locked). A fork() child keeps the forking
+ * thread's cache; the other threads' blocks stay allocated there (they
+ * are zero). Only the_heap's blocks of up to CACHE_MAX bytes are cached:
+ * objects, the blocks a step makes by the dozen.
+ *
+ * Taking another thread's cache: the owner marks each operation busy and
+ * checks the cache's steal flag with no fence between (a compiler barrier
+ * only); the taker, holding the heap lock, sets the flags, then runs
+ * membarrier(PRIVATE_EXPEDITED), a full barrier on every CPU that runs a
+ * thread of ours. So either the owner sees the flag (and takes the heap
+ * lock instead, which waits for the taker) or the taker sees it busy and
+ * waits for that one operation to end: the owner's path stays free of
+ * atomic read-modify-writes. Without membarrier() there is no cache. */
+#define CACHE_MAX 256
+#define CACHE_BINS (CACHE_MAX / 16)     /* one per 16 bytes of size */
+#define CACHE_DEPTH 16                  /* blocks a bin keeps at most */
+#define CACHE_BYTES (4 * KiB)           /* bytes a thread keeps at most */
+
+enum { CACHE_NONE, CACHE_ON, CACHE_OFF };
+
+typedef struct block_cache {
+    void *head[CACHE_BINS];             /* bin i: blocks of 16 * (i + 1) */
+    uint8_t count[CACHE_BINS];
+    int state;
+    int busy;                           /* the owner is in an operation */
+    int steal;                          /* a taker holds the heap lock */
+    /* Written by the owner only; heap_info() reads them (relaxed). */
+    int64_t bytes;                      /* in the cache */
+    int64_t allocations, frees, zeroed_bytes;
+    struct block_cache *prev, *next;    /* caches: under the heap lock */
+} block_cache;
+
+static _Py_thread_local block_cache tcache;
+static block_cache *caches;             /* every thread's, under the lock */
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+static int cache_key_ok;                /* and membarrier() registered */
+
+#ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED
+#  define MEMBARRIER_CMD_PRIVATE_EXPEDITED (1 << 3)
+#  define MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+#endif
+
+static int
+membarrier(int cmd)
+{
+#ifdef SYS_membarrier
+    return (int)syscall(SYS_membarrier, cmd, 0, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* The owner's side of an operation on its cache: 0 if a taker holds it
+ * (use the heap instead). */
+static inline int
+cache_enter(void)
+{
+    _Py_atomic_store_int_relaxed(&tcache.busy, 1);
+    /* membarrier() on the taker's side orders the two for the CPU. */
+    atomic_signal_fence(memory_order_seq_cst);
+    if (_Py_atomic_load_int_acquire(&tcache.steal)) {
+        _Py_atomic_store_int_release(&tcache.busy, 0);
+        return 0;
+    }
+    return 1;
+}
+
+static inline void
+cache_leave(void)
+{
+    _Py_atomic_store_int_release(&tcache.busy, 0);
+}
+
+static void cache_flush_locked(block_cache *c);
+static void cache_reclaim_locked(void);
+
+static inline void
+cache_add(int64_t *counter, int64_t d)
+{
+    _Py_atomic_store_int64_relaxed(counter, *counter + d);
+}
+
+/* The bin that serves a request of n bytes (rounded to 16, at most
+ * CACHE_MAX): mimalloc's size classes are multiples of 16 up to 128 and
+ * of 32 up to 256. A freed block goes to the bin of its usable size. */
+static inline size_t
+cache_bin(size_t n)
+{
+    if (n > 128) {
+        n = (n + 31) & ~(size_t)31;
+    }
+    return n / 16 - 1;
+}
+
+/* A cached block for n bytes (rounded, at most CACHE_MAX), all zero, or
+ * NULL. */
+static inline void *
+cache_pop(size_t n)
+{
+    size_t i = cache_bin(n);
+    if (!cache_enter()) {
+        return NULL;
+    }
+    void *p = tcache.head[i];
+    if (p != NULL) {
+        tcache.head[i] = *(void **)p;
+        *(void **)p = NULL;
+        tcache.count[i]--;
+        cache_add(&tcache.bytes, -(int64_t)(16 * (i + 1)));
+        cache_add(&tcache.allocations, 1);
+    }
+    cache_leave();
+    return p;
+}
+
 static inline void *
 heap_malloc(mi_heap_t *heap, size_t n, size_t align, int zero)
 {
@@ -901,6 +1036,7 @@ alloc_locked(mi_heap_t *heap, size_t n, size_t align, int zero)
          * eat it, and the next failure would find no memory for its own
          * error). Beyond the size only reserve allocations are served
          * until a trim brings committed memory back under it. */
+        cache_reclaim_locked();
         trim_locked();
         if (committed_bytes > cfg.size) {
             alloc_failed = FAIL_FULL;
@@ -911,8 +1047,10 @@ alloc_locked(mi_heap_t *heap, size_t n, size_t align, int zero)
     if (__builtin_expect(p == NULL || commit_refused, 0)) {
         commit_refused = 0;
         if (p == NULL) {
-            /* Give back what other threads freed and the pages mimalloc
-             * keeps for later, then try once more. */
+            /* Give back what other threads freed, the pages mimalloc
+             * keeps for later and every thread's cached blocks, then try
+             * once more. */
+            cache_reclaim_locked();
             trim_locked();
             p = heap_malloc(heap, n, align, zero);
             commit_refused = 0;
@@ -938,6 +1076,13 @@ heap_alloc_in(mi_heap_t *heap, size_t n, size_t align, int zero)
         return NULL;
     }
     n = round16(n ? n : 1);
+    if (heap == &the_heap && align == 0 && n <= CACHE_MAX) {
+        void *p = cache_pop(n);
+        if (p != NULL) {
+            alloc_failed = FAIL_NONE;
+            return p;
+        }
+    }
     heap_lock();
     void *p = alloc_locked(heap, n, align, zero);
     if (p != NULL) {
@@ -1115,10 +1260,196 @@ free_zeroed(void *p, size_t usable, size_t high)
     heap_unlock();
 }
 
+/* With the heap lock held: the cache's blocks back to the heap. */
+static void
+cache_flush_locked(block_cache *c)
+{
+    for (int i = 0; i < CACHE_BINS; i++) {
+        void *p = c->head[i];
+        while (p != NULL) {
+            void *next = *(void **)p;
+            *(void **)p = NULL;
+            stats.live_bytes -= (int64_t)usable_size(p);
+            mi_free(p);
+            p = next;
+        }
+        c->head[i] = NULL;
+        c->count[i] = 0;
+    }
+    _Py_atomic_store_int64_relaxed(&c->bytes, 0);
+}
+
+/* With the heap lock held: every thread's cached blocks back to the heap
+ * (an allocation found it full). A thread in the middle of an operation
+ * on its cache is waited for, a little; one that stays there (stopped by
+ * a debugger, say) keeps its cache. */
+static void
+cache_reclaim_locked(void)
+{
+    if (tcache.state == CACHE_ON) {
+        cache_flush_locked(&tcache);
+    }
+    int others = 0;
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        if (c != &tcache && _Py_atomic_load_int64_relaxed(&c->bytes) != 0) {
+            _Py_atomic_store_int_relaxed(&c->steal, 1);
+            others = 1;
+        }
+    }
+    if (!others) {
+        return;
+    }
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+        for (block_cache *c = caches; c != NULL; c = c->next) {
+            if (!_Py_atomic_load_int_relaxed(&c->steal)) {
+                continue;
+            }
+            for (int spins = 0; _Py_atomic_load_int_acquire(&c->busy); ) {
+                if (++spins > 1000) {
+                    break;
+                }
+                sched_yield();
+            }
+            if (!_Py_atomic_load_int_acquire(&c->busy)) {
+                cache_flush_locked(c);
+                stats.caches_taken++;
+            }
+        }
+    }
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        if (c != &tcache) {
+            _Py_atomic_store_int_release(&c->steal, 0);
+        }
+    }
+}
+
+/* With the heap lock held: c's thread ends (or is gone, in a fork()
+ * child); its counts join the heap's. */
+static void
+cache_retire_locked(block_cache *c, int flush)
+{
+    if (c->state != CACHE_ON) {
+        c->state = CACHE_OFF;
+        return;
+    }
+    if (flush) {
+        cache_flush_locked(c);
+    }
+    else {
+        /* Its blocks stay allocated, zero, out of every count. */
+        stats.live_bytes -= c->bytes;
+        c->bytes = 0;
+    }
+    stats.allocations += c->allocations;
+    stats.frees += c->frees;
+    stats.zeroed_bytes += c->zeroed_bytes;
+    c->allocations = c->frees = c->zeroed_bytes = 0;
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    }
+    else {
+        caches = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+    c->state = CACHE_OFF;
+}
+
+/* The thread ends: its cached blocks go back. Also the key's destructor,
+ * for a thread that ends without _PySecretHeap_ThreadDone() (a foreign
+ * thread, pthread_exit). A free after this goes to the heap. */
+static void
+cache_thread_end(void *unused)
+{
+    (void)unused;
+    if (tcache.state == CACHE_NONE) {
+        tcache.state = CACHE_OFF;
+        return;
+    }
+    heap_lock();
+    cache_retire_locked(&tcache, 1);
+    heap_unlock();
+}
+
+static void
+cache_key_init(void)
+{
+    /* No membarrier() (an old kernel, a seccomp filter): no cache, as a
+     * cached block could not be taken back when the heap is full. */
+    cache_key_ok = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+                   && pthread_key_create(&cache_key, cache_thread_end) == 0;
+}
+
+/* The thread's first cached free: its cache joins the list. Only a thread
+ * that runs Python: one whose key destructors may already have run (a
+ * late free while it exits) would leave its cache on the list. */
+static int
+cache_start(void)
+{
+    if (_PyThreadState_GET() == NULL) {
+        return 0;                       /* may start later */
+    }
+    (void)pthread_once(&cache_key_once, cache_key_init);
+    if (!cache_key_ok || pthread_setspecific(cache_key, &tcache) != 0) {
+        tcache.state = CACHE_OFF;       /* could not hand it back */
+        return 0;
+    }
+    heap_lock();
+    tcache.state = CACHE_ON;
+    tcache.prev = NULL;
+    tcache.next = caches;
+    if (caches != NULL) {
+        caches->prev = &tcache;
+    }
+    caches = &tcache;
+    heap_unlock();
+    return 1;
+}
+
+/* Keep the freed block p (usable bytes, at most CACHE_MAX) in the
+ * thread's cache, zeroed: 1, or 0 if the cache has no room for it. */
+static inline int
+cache_push(void *p, size_t usable)
+{
+    size_t i = usable / 16 - 1;
+    if ((usable & 15) != 0
+        /* native code's heap keeps its own blocks */
+        || mi_page_heap(_mi_ptr_page(p)) != &the_heap) {
+        return 0;
+    }
+    if (__builtin_expect(tcache.state != CACHE_ON, 0)) {
+        if (tcache.state == CACHE_OFF || !cache_start()) {
+            return 0;
+        }
+    }
+    if (!cache_enter()) {
+        return 0;
+    }
+    if (tcache.count[i] >= CACHE_DEPTH
+        || tcache.bytes + (int64_t)usable > (int64_t)CACHE_BYTES) {
+        cache_leave();
+        return 0;
+    }
+    zero_block(p, usable);
+    *(void **)p = tcache.head[i];
+    tcache.head[i] = p;
+    tcache.count[i]++;
+    cache_add(&tcache.bytes, (int64_t)usable);
+    cache_add(&tcache.frees, 1);
+    cache_add(&tcache.zeroed_bytes, (int64_t)usable);
+    cache_leave();
+    return 1;
+}
+
 void
 _PySecretHeap_Free(void *p)
 {
     size_t usable = usable_size(p);
+    if (usable <= CACHE_MAX && cache_push(p, usable)) {
+        return;
+    }
     free_zeroed(p, usable, grow_high(p, usable, 1));
 }
 
@@ -1230,11 +1561,24 @@ _PySecretHeap_UsableSize(const void *p)
 
 /* --- exhaustion ------------------------------------------------------ */
 
+/* Bytes in live blocks: the heap's count less what caches hold. */
+static int64_t
+live_bytes_now(void)
+{
+    heap_lock();
+    int64_t live = stats.live_bytes;
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        live -= _Py_atomic_load_int64_relaxed(&c->bytes);
+    }
+    heap_unlock();
+    return live;
+}
+
 int
 _PySecretHeap_TakeFailure(char *buf, size_t len)
 {
     int failed = alloc_failed;
-    char size[32], used[32], limit[32];
+    char size[32], limit[32];
     alloc_failed = FAIL_NONE;
     if (failed == FAIL_NONE) {
         return 0;
@@ -1260,8 +1604,7 @@ _PySecretHeap_TakeFailure(char *buf, size_t len)
         "blocks). Set its size with -X secret_heap_size=SIZE or "
         "PYTHONSECRETHEAPSIZE=SIZE, e.g. 2G", failed_size,
         fmt_size(cfg.size, size, sizeof(size)), cfg.size,
-        (size_t)Py_MAX(stats.live_bytes, 0));
-    (void)used;
+        (size_t)Py_MAX(live_bytes_now(), 0));
     return 1;
 }
 
@@ -1323,6 +1666,14 @@ atfork_child(void)
     heap_mutex = (PyMutex){0};
     map_mutex = (PyMutex){0};
     grow_mutex = (PyMutex){0};
+    /* The other threads are gone: their cached blocks stay allocated
+     * (zero), their counts join the heap's. */
+    for (block_cache *c = caches, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c != &tcache) {
+            cache_retire_locked(c, 0);
+        }
+    }
     /* mlocks are not inherited across fork(): lock the committed pages
      * again, run by run. */
     if (_PySecret_range.size == 0) {
@@ -1589,10 +1940,11 @@ _PySecretHeap_NoSwap(void)
 void
 _PySecretHeap_ThreadDone(void)
 {
-    /* The thread holds nothing of the heap: leaving secret mode for good
-     * is all. */
+    /* Leaving secret mode for good; the thread's cached blocks go back
+     * to the heap. */
     _PySecret_tls.mode = 0;
     fail_after = -1;
+    cache_thread_end(NULL);
 }
 
 static bool
@@ -1673,6 +2025,14 @@ _PySecretHeap_Info(void)
                           : lock_chunk(Py_MIN(lockable, space));
     heap_lock();
     heap_stats st = stats;
+    int64_t cached = 0;
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        st.allocations += _Py_atomic_load_int64_relaxed(&c->allocations);
+        st.frees += _Py_atomic_load_int64_relaxed(&c->frees);
+        st.zeroed_bytes += _Py_atomic_load_int64_relaxed(&c->zeroed_bytes);
+        cached += _Py_atomic_load_int64_relaxed(&c->bytes);
+    }
+    st.live_bytes -= cached;
     heap_unlock();
     PyMutex_LockFlags(&map_mutex, _Py_LOCK_DONT_DETACH);
     size_t committed = committed_bytes, locked = locked_bytes;
@@ -1689,7 +2049,8 @@ _PySecretHeap_Info(void)
     char uname[32];
     PyObject *info = Py_BuildValue(
         "{s:O,s:n,s:n,s:n,s:K,s:n,s:n,s:n,s:L,s:L,s:L,s:L,s:L,s:L,s:L,"
-        "s:L,s:O,s:n,s:n,s:n,s:L,s:s,s:n,s:n,s:O,s:O,s:i,s:n,s:L,s:s}",
+        "s:L,s:O,s:n,s:n,s:n,s:L,s:s,s:n,s:n,s:O,s:O,s:i,s:n,s:L,s:s,s:L,"
+        "s:L}",
         "active", active ? Py_True : Py_False,
         "size", (Py_ssize_t)s.size,
         "address_space", (Py_ssize_t)space,
@@ -1726,7 +2087,13 @@ _PySecretHeap_Info(void)
         "lock_chunk", (Py_ssize_t)(s.size ? chunk : 0),
         "unlock_failures", (long long)unlock_fails,
         "unlock_error", unlock_err ? errno_name(unlock_err, uname,
-                                                sizeof(uname)) : NULL);
+                                                sizeof(uname)) : NULL,
+        /* Freed, zeroed, kept by threads to hand out again (counted
+           neither in live_bytes nor live_blocks). */
+        "cached_bytes", (long long)cached,
+        /* Other threads' caches taken back by an allocation that found
+           the heap full. */
+        "caches_taken", (long long)st.caches_taken);
     if (info == NULL || _PySecretNative_Info(info, st.native_allocations) < 0) {
         Py_XDECREF(info);
         return NULL;
@@ -1873,7 +2240,7 @@ _PySecretHeap_Info(void)
     read_settings(&s);
     return Py_BuildValue(
         "{s:O,s:n,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,"
-        "s:i,s:O,s:i,s:i,s:i,s:i,s:O,s:i,s:i,s:O,s:O,s:i,s:i,s:i,s:O}",
+        "s:i,s:O,s:i,s:i,s:i,s:i,s:O,s:i,s:i,s:O,s:O,s:i,s:i,s:i,s:O,s:i}",
         "active", Py_False, "size", (Py_ssize_t)s.size,
         "address_space", 0, "reserved", 0, "base", 0,
         "committed", 0, "peak_committed", 0, "resident", 0,
@@ -1884,7 +2251,7 @@ _PySecretHeap_Info(void)
         "lock_error", Py_None, "unlocked_bytes", 0, "unlocked_resident", 0,
         "dontdump", Py_False, "require_lock", Py_False,
         "headroom_blocks", 0, "lock_chunk", 0, "unlock_failures", 0,
-        "unlock_error", Py_None);
+        "unlock_error", Py_None, "cached_bytes", 0, "caches_taken", 0);
 }
 
 #endif

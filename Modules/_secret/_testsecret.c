@@ -912,6 +912,123 @@ alloc_untouched(PyObject *module, PyObject *args)
     return PyLong_FromVoidPtr(p);
 }
 
+static Py_ssize_t churn_totals[4];
+
+/* raw_churn(iterations, tag, seed, base=0, size=0) -> (not_zero, changed,
+ * served, failed), the heap being base..base+size,
+ * the totals over every call so far (they are kept here, as building the
+ * tuple may fail when the heap is full):
+ * with the GIL released, allocate raw blocks of 16..64 bytes, check each
+ * is zero past its first word, fill it with tag, hold up to 32, and check
+ * the tag is intact before each free. Races the secret heap's cache
+ * against a thread that takes it (the heap full). */
+static PyObject *
+raw_churn(PyObject *module, PyObject *args)
+{
+    Py_ssize_t iterations;
+    int tag;
+    unsigned long long seed, base = 0, size = 0;
+    if (!PyArg_ParseTuple(args, "niK|KK", &iterations, &tag, &seed, &base,
+                          &size)) {
+        return NULL;
+    }
+    /* Few blocks of few sizes: the cache serves nearly all, so the
+     * thread runs (without the heap lock) while its cache is taken. */
+    enum { HOLD = 12 };
+    unsigned char *held[HOLD] = {0};
+    size_t sizes[HOLD] = {0};
+    Py_ssize_t not_zero = 0, changed = 0, served = 0, failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t it = 0; it < iterations; it++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        int k = (int)((seed >> 33) % HOLD);
+        if (held[k] != NULL) {
+            for (size_t j = 8; j < sizes[k]; j++) {
+                if (held[k][j] != (unsigned char)tag) {
+                    changed++;
+                    break;
+                }
+            }
+            PyMem_RawFree(held[k]);
+            held[k] = NULL;
+            continue;
+        }
+        size_t n = 16 * (1 + (size_t)((seed >> 45) % 4));
+        unsigned char *p = PyMem_RawMalloc(n);
+        if (p == NULL) {
+            failed++;
+            continue;
+        }
+        served++;
+        /* Past the first word: zeros, or free-list links (addresses in
+         * the heap) mimalloc left where the page held smaller blocks. */
+        for (size_t j = 8; j < n; j += 8) {
+            uint64_t w;
+            memcpy(&w, p + j, 8);
+            if (w != 0 && w - base >= size) {
+                not_zero++;
+                break;
+            }
+        }
+        memset(p + 8, tag, n - 8);
+        held[k] = p;
+        sizes[k] = n;
+    }
+    for (int k = 0; k < HOLD; k++) {
+        PyMem_RawFree(held[k]);
+    }
+    Py_END_ALLOW_THREADS
+    churn_totals[0] += not_zero;        /* under the GIL */
+    churn_totals[1] += changed;
+    churn_totals[2] += served;
+    churn_totals[3] += failed;
+    return Py_BuildValue("nnnn", churn_totals[0], churn_totals[1],
+                         churn_totals[2], churn_totals[3]);
+}
+
+/* fill_heap(rounds, seed) -> rounds that found the heap full: with the GIL
+ * released, allocate raw blocks (64 bytes to 64 KiB) until the heap is full
+ * or 64 MiB are held, then free them all. */
+static PyObject *
+fill_heap(PyObject *module, PyObject *args)
+{
+    Py_ssize_t rounds;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "nK", &rounds, &seed)) {
+        return NULL;
+    }
+    enum { MAX = 1 << 16 };
+    /* Ordinary memory (malloc() in secret mode is the heap's). */
+    void **held = mmap(NULL, MAX * sizeof(void *), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (held == MAP_FAILED) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_ssize_t full = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < rounds; r++) {
+        size_t n = 0, bytes = 0;
+        while (n < MAX && bytes < ((size_t)64 << 20)) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t size = (size_t)64 << ((seed >> 40) % 11);
+            void *p = PyMem_RawMalloc(size);
+            if (p == NULL) {
+                full++;
+                break;
+            }
+            memset(p, 0xEE, 64);        /* another owner would see it */
+            held[n++] = p;
+            bytes += size;
+        }
+        while (n > 0) {
+            PyMem_RawFree(held[--n]);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    munmap(held, MAX * sizeof(void *));
+    return PyLong_FromSsize_t(full);
+}
+
 /* try_alloc(domain, n) -> whether a block of n bytes could be allocated
  * (it is freed at once). A failure is handled here, never reported: the
  * way C code with a fallback treats it. */
@@ -1364,6 +1481,10 @@ static PyMethodDef testsecret_methods[] = {
     {"alloc_untouched", alloc_untouched, METH_VARARGS,
      "alloc_untouched(domain, n) -> address of a block of n bytes never "
      "written"},
+    {"fill_heap", fill_heap, METH_VARARGS,
+     "fill_heap(rounds, seed): fill the heap and empty it, without the GIL"},
+    {"raw_churn", raw_churn, METH_VARARGS,
+     "raw_churn(iterations, tag, seed, base, size): race raw blocks"},
     {"try_alloc", try_alloc, METH_VARARGS,
      "try_alloc(domain, n): could n bytes be allocated? (never raises)"},
     {"realloc_block", realloc_block, METH_VARARGS,

@@ -935,6 +935,10 @@ static block_cache *caches;             /* every thread's, under the lock */
 static pthread_key_t cache_key;
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 static int cache_key_ok;                /* and membarrier() registered */
+/* membarrier() failed when a cache had to be taken (a seccomp filter put
+ * in place later): no cache starts, and each thread gives its own back
+ * at its next operation on it. */
+static int caches_off;
 
 #ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED
 #  define MEMBARRIER_CMD_PRIVATE_EXPEDITED (1 << 3)
@@ -952,6 +956,8 @@ membarrier(int cmd)
 #endif
 }
 
+static void cache_disown(void);
+
 /* The owner's side of an operation on its cache: 0 if a taker holds it
  * (use the heap instead). */
 static inline int
@@ -962,6 +968,9 @@ cache_enter(void)
     atomic_signal_fence(memory_order_seq_cst);
     if (_Py_atomic_load_int_acquire(&tcache.steal)) {
         _Py_atomic_store_int_release(&tcache.busy, 0);
+        if (_Py_atomic_load_int_relaxed(&caches_off)) {
+            cache_disown();
+        }
         return 0;
     }
     return 1;
@@ -1299,21 +1308,31 @@ cache_reclaim_locked(void)
     if (!others) {
         return;
     }
-    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
+        /* Caches can no longer be taken: none starts from now on, and
+         * every steal flag stays set, so that each owner gives its cache
+         * back at its next operation (cache_disown). */
+        _Py_atomic_store_int_relaxed(&caches_off, 1);
         for (block_cache *c = caches; c != NULL; c = c->next) {
-            if (!_Py_atomic_load_int_relaxed(&c->steal)) {
-                continue;
+            _Py_atomic_store_int_relaxed(&c->steal, 1);
+        }
+        cache_retire_locked(&tcache, 1);
+        _Py_atomic_store_int_relaxed(&tcache.steal, 0);
+        return;
+    }
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        if (!_Py_atomic_load_int_relaxed(&c->steal)) {
+            continue;
+        }
+        for (int spins = 0; _Py_atomic_load_int_acquire(&c->busy); ) {
+            if (++spins > 1000) {
+                break;
             }
-            for (int spins = 0; _Py_atomic_load_int_acquire(&c->busy); ) {
-                if (++spins > 1000) {
-                    break;
-                }
-                sched_yield();
-            }
-            if (!_Py_atomic_load_int_acquire(&c->busy)) {
-                cache_flush_locked(c);
-                stats.caches_taken++;
-            }
+            sched_yield();
+        }
+        if (!_Py_atomic_load_int_acquire(&c->busy)) {
+            cache_flush_locked(c);
+            stats.caches_taken++;
         }
     }
     for (block_cache *c = caches; c != NULL; c = c->next) {
@@ -1321,6 +1340,17 @@ cache_reclaim_locked(void)
             _Py_atomic_store_int_release(&c->steal, 0);
         }
     }
+}
+
+/* Caches are off (membarrier() failed): this thread's goes back. */
+static void
+cache_disown(void)
+{
+    heap_lock();
+    cache_retire_locked(&tcache, 1);
+    heap_unlock();
+    /* Off the list: no taker looks at it any more. */
+    _Py_atomic_store_int_relaxed(&tcache.steal, 0);
 }
 
 /* With the heap lock held: c's thread ends (or is gone, in a fork()
@@ -1397,6 +1427,11 @@ cache_start(void)
         return 0;
     }
     heap_lock();
+    if (_Py_atomic_load_int_relaxed(&caches_off)) {
+        heap_unlock();
+        tcache.state = CACHE_OFF;
+        return 0;
+    }
     tcache.state = CACHE_ON;
     tcache.prev = NULL;
     tcache.next = caches;

@@ -984,6 +984,7 @@ cache_leave(void)
 
 static void cache_flush_locked(block_cache *c);
 static void cache_reclaim_locked(void);
+static void cache_retire_locked(block_cache *c, int flush);
 
 static inline void
 cache_add(int64_t *counter, int64_t d)

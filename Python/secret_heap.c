@@ -385,11 +385,14 @@ static int hold_decommits;
 static int commit_refused;
 
 enum { FAIL_NONE, FAIL_FULL, FAIL_LOCK };
-/* Set when a secret allocation of this thread fails; the next
- * PyErr_NoMemory() takes it to say why (patch 0010), in or out of do().
- * A failure its caller handled without PyErr_NoMemory() must not be blamed
- * for a later, unrelated MemoryError (a size overflow, say): the next
- * secret allocation that succeeds clears it, and so does each do() entry. */
+/* Set when a secret allocation of this thread fails; in do() each
+ * PyErr_NoMemory() until it is cleared says why (patch 0010), outside
+ * do() the next one (see _PySecretHeap_TakeFailure). A failure
+ * its caller handled without PyErr_NoMemory() must not be blamed for a
+ * later, unrelated MemoryError (a size overflow, say): the next secret
+ * allocation that succeeds clears it (not one from the reserve: that is
+ * the MemoryError being made, or its unwinding), and so do each do()
+ * entry and the outermost do()'s exit. */
 static _Py_thread_local int alloc_failed;
 static _Py_thread_local size_t failed_size;
 static _Py_thread_local int failed_errno;
@@ -1089,7 +1092,9 @@ heap_alloc_in(mi_heap_t *heap, size_t n, size_t align, int zero)
     if (heap == &the_heap && align == 0 && n <= CACHE_MAX) {
         void *p = cache_pop(n);
         if (p != NULL) {
-            alloc_failed = FAIL_NONE;
+            if (!reserve_ok) {
+                alloc_failed = FAIL_NONE;
+            }
             return p;
         }
     }
@@ -1113,7 +1118,9 @@ heap_alloc_in(mi_heap_t *heap, size_t n, size_t align, int zero)
         failed_size = n;
         return NULL;
     }
-    alloc_failed = FAIL_NONE;
+    if (!reserve_ok) {
+        alloc_failed = FAIL_NONE;
+    }
     return p;
 }
 
@@ -1613,9 +1620,18 @@ live_bytes_now(void)
 int
 _PySecretHeap_TakeFailure(char *buf, size_t len)
 {
+    /* In secret mode not cleared: C code may clear the MemoryError and
+     * report the same failure again with PyErr_NoMemory()
+     * (type_ready_managed_dict() does, after _PyDict_NewKeysForClass()
+     * cleared the first one); the next secret allocation that succeeds, a
+     * handler of Python code (_PySecretHeap_Handled) or the outermost
+     * do()'s exit forgets it. Outside do() (a secret block grown) nothing
+     * else would, so the first report takes it. */
     int failed = alloc_failed;
+    if (_PySecret_tls.mode == 0) {
+        alloc_failed = FAIL_NONE;
+    }
     char size[32], limit[32];
-    alloc_failed = FAIL_NONE;
     if (failed == FAIL_NONE) {
         return 0;
     }
@@ -1642,6 +1658,12 @@ _PySecretHeap_TakeFailure(char *buf, size_t len)
         fmt_size(cfg.size, size, sizeof(size)), cfg.size,
         (size_t)Py_MAX(live_bytes_now(), 0));
     return 1;
+}
+
+void
+_PySecretHeap_Handled(void)
+{
+    alloc_failed = FAIL_NONE;
 }
 
 /* ceval's exception_unwind could not allocate the int of a handler's lasti

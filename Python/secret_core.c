@@ -233,6 +233,11 @@ _PySecret_Leave(PyThreadState *tstate, _PySecretCall *call)
     ts->secret.depth--;
 #if _Py_SECRET_HEAP
     _PySecret_tls.mode--;
+    if (_PySecret_tls.mode == 0) {
+        /* A failure this do() left unreported is not blamed on the heap
+         * by a later MemoryError outside it. */
+        _PySecretHeap_ForgetFailure();
+    }
 #endif
     erase_frame_stack(tstate, call);
 #if _PySecret_SUPPORTED

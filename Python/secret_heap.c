@@ -385,11 +385,14 @@ static int hold_decommits;
 static int commit_refused;
 
 enum { FAIL_NONE, FAIL_FULL, FAIL_LOCK };
-/* Set when a secret allocation of this thread fails; the next
- * PyErr_NoMemory() takes it to say why (patch 0010), in or out of do().
- * A failure its caller handled without PyErr_NoMemory() must not be blamed
- * for a later, unrelated MemoryError (a size overflow, say): the next
- * secret allocation that succeeds clears it, and so does each do() entry. */
+/* Set when a secret allocation of this thread fails; in do() each
+ * PyErr_NoMemory() until it is cleared says why (patch 0010), outside
+ * do() the next one (see _PySecretHeap_TakeFailure). A failure
+ * its caller handled without PyErr_NoMemory() must not be blamed for a
+ * later, unrelated MemoryError (a size overflow, say): the next secret
+ * allocation that succeeds clears it (not one from the reserve: that is
+ * the MemoryError being made, or its unwinding), and so do each do()
+ * entry and the outermost do()'s exit. */
 static _Py_thread_local int alloc_failed;
 static _Py_thread_local size_t failed_size;
 static _Py_thread_local int failed_errno;
@@ -935,6 +938,10 @@ static block_cache *caches;             /* every thread's, under the lock */
 static pthread_key_t cache_key;
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 static int cache_key_ok;                /* and membarrier() registered */
+/* membarrier() failed when a cache had to be taken (a seccomp filter put
+ * in place later): no cache starts, and each thread gives its own back
+ * at its next operation on it. */
+static int caches_off;
 
 #ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED
 #  define MEMBARRIER_CMD_PRIVATE_EXPEDITED (1 << 3)
@@ -952,6 +959,8 @@ membarrier(int cmd)
 #endif
 }
 
+static void cache_disown(void);
+
 /* The owner's side of an operation on its cache: 0 if a taker holds it
  * (use the heap instead). */
 static inline int
@@ -962,6 +971,9 @@ cache_enter(void)
     atomic_signal_fence(memory_order_seq_cst);
     if (_Py_atomic_load_int_acquire(&tcache.steal)) {
         _Py_atomic_store_int_release(&tcache.busy, 0);
+        if (_Py_atomic_load_int_relaxed(&caches_off)) {
+            cache_disown();
+        }
         return 0;
     }
     return 1;
@@ -975,6 +987,7 @@ cache_leave(void)
 
 static void cache_flush_locked(block_cache *c);
 static void cache_reclaim_locked(void);
+static void cache_retire_locked(block_cache *c, int flush);
 
 static inline void
 cache_add(int64_t *counter, int64_t d)
@@ -1079,7 +1092,9 @@ heap_alloc_in(mi_heap_t *heap, size_t n, size_t align, int zero)
     if (heap == &the_heap && align == 0 && n <= CACHE_MAX) {
         void *p = cache_pop(n);
         if (p != NULL) {
-            alloc_failed = FAIL_NONE;
+            if (!reserve_ok) {
+                alloc_failed = FAIL_NONE;
+            }
             return p;
         }
     }
@@ -1103,7 +1118,9 @@ heap_alloc_in(mi_heap_t *heap, size_t n, size_t align, int zero)
         failed_size = n;
         return NULL;
     }
-    alloc_failed = FAIL_NONE;
+    if (!reserve_ok) {
+        alloc_failed = FAIL_NONE;
+    }
     return p;
 }
 
@@ -1299,21 +1316,31 @@ cache_reclaim_locked(void)
     if (!others) {
         return;
     }
-    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
+        /* Caches can no longer be taken: none starts from now on, and
+         * every steal flag stays set, so that each owner gives its cache
+         * back at its next operation (cache_disown). */
+        _Py_atomic_store_int_relaxed(&caches_off, 1);
         for (block_cache *c = caches; c != NULL; c = c->next) {
-            if (!_Py_atomic_load_int_relaxed(&c->steal)) {
-                continue;
+            _Py_atomic_store_int_relaxed(&c->steal, 1);
+        }
+        cache_retire_locked(&tcache, 1);
+        _Py_atomic_store_int_relaxed(&tcache.steal, 0);
+        return;
+    }
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        if (!_Py_atomic_load_int_relaxed(&c->steal)) {
+            continue;
+        }
+        for (int spins = 0; _Py_atomic_load_int_acquire(&c->busy); ) {
+            if (++spins > 1000) {
+                break;
             }
-            for (int spins = 0; _Py_atomic_load_int_acquire(&c->busy); ) {
-                if (++spins > 1000) {
-                    break;
-                }
-                sched_yield();
-            }
-            if (!_Py_atomic_load_int_acquire(&c->busy)) {
-                cache_flush_locked(c);
-                stats.caches_taken++;
-            }
+            sched_yield();
+        }
+        if (!_Py_atomic_load_int_acquire(&c->busy)) {
+            cache_flush_locked(c);
+            stats.caches_taken++;
         }
     }
     for (block_cache *c = caches; c != NULL; c = c->next) {
@@ -1321,6 +1348,17 @@ cache_reclaim_locked(void)
             _Py_atomic_store_int_release(&c->steal, 0);
         }
     }
+}
+
+/* Caches are off (membarrier() failed): this thread's goes back. */
+static void
+cache_disown(void)
+{
+    heap_lock();
+    cache_retire_locked(&tcache, 1);
+    heap_unlock();
+    /* Off the list: no taker looks at it any more. */
+    _Py_atomic_store_int_relaxed(&tcache.steal, 0);
 }
 
 /* With the heap lock held: c's thread ends (or is gone, in a fork()
@@ -1397,6 +1435,11 @@ cache_start(void)
         return 0;
     }
     heap_lock();
+    if (_Py_atomic_load_int_relaxed(&caches_off)) {
+        heap_unlock();
+        tcache.state = CACHE_OFF;
+        return 0;
+    }
     tcache.state = CACHE_ON;
     tcache.prev = NULL;
     tcache.next = caches;
@@ -1577,9 +1620,18 @@ live_bytes_now(void)
 int
 _PySecretHeap_TakeFailure(char *buf, size_t len)
 {
+    /* In secret mode not cleared: C code may clear the MemoryError and
+     * report the same failure again with PyErr_NoMemory()
+     * (type_ready_managed_dict() does, after _PyDict_NewKeysForClass()
+     * cleared the first one); the next secret allocation that succeeds, a
+     * handler of Python code (_PySecretHeap_Handled) or the outermost
+     * do()'s exit forgets it. Outside do() (a secret block grown) nothing
+     * else would, so the first report takes it. */
     int failed = alloc_failed;
+    if (_PySecret_tls.mode == 0) {
+        alloc_failed = FAIL_NONE;
+    }
     char size[32], limit[32];
-    alloc_failed = FAIL_NONE;
     if (failed == FAIL_NONE) {
         return 0;
     }
@@ -1606,6 +1658,12 @@ _PySecretHeap_TakeFailure(char *buf, size_t len)
         fmt_size(cfg.size, size, sizeof(size)), cfg.size,
         (size_t)Py_MAX(live_bytes_now(), 0));
     return 1;
+}
+
+void
+_PySecretHeap_Handled(void)
+{
+    alloc_failed = FAIL_NONE;
 }
 
 /* ceval's exception_unwind could not allocate the int of a handler's lasti

@@ -454,3 +454,92 @@ def test_full_heap_races_threads_using_their_caches(seed):
     assert not_zero == 0 and changed == 0, r.stdout
     assert served > 100000 and taken >= 300 and fulls > 0, r.stdout
     assert dlive == 0, r.stdout
+
+
+_NO_MEMBARRIER = r"""
+import array, ctypes, os, struct, sys, threading, secret, _testsecret as T
+mode = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+X86 = os.uname().machine == "x86_64"
+NR_MEMBARRIER, NR_SECCOMP = (324, 317) if X86 else (283, 277)
+def deny_membarrier():
+    # A seccomp filter on every thread: membarrier() fails with EPERM.
+    ins = [(0x20, 0, 0, 0), (0x15, 0, 1, NR_MEMBARRIER),
+           (0x06, 0, 0, 0x50000 | 1), (0x06, 0, 0, 0x7fff0000)]
+    buf = ctypes.create_string_buffer(
+        b"".join(struct.pack("HBBI", *i) for i in ins))
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filt", ctypes.c_void_p)]
+    prog = Prog(len(ins), ctypes.addressof(buf))
+    if (libc.prctl(38, 1, 0, 0, 0) != 0
+            or libc.syscall(NR_SECCOMP, 1, 1, ctypes.byref(prog)) != 0):
+        print("no-seccomp")
+        sys.exit(0)
+secret.do(lambda: T.free_block("raw", T.alloc_untouched("raw", 16)))
+N = 80000
+addrs = array.array("Q", bytes(8 * N))
+ready, go, done = threading.Event(), threading.Event(), threading.Event()
+def pinner():          # as _PIN, "cached"
+    def body():
+        n = 0
+        while n < N:
+            try:
+                addrs[n] = T.alloc_untouched("raw", 16)
+            except MemoryError:
+                break
+            n += 1
+        first = {}
+        for i in range(n):
+            first.setdefault(addrs[i] >> 16, i)
+        pinned = set(sorted(first.values())[:16])
+        for i in range(n):
+            if i not in pinned:
+                T.free_block("raw", addrs[i])
+        for i in pinned:
+            T.free_block("raw", addrs[i])   # last: into the cache
+    secret.do(body)
+    ready.set()
+    go.wait()
+    secret.do(lambda: T.free_block("raw", T.alloc_untouched("raw", 16)))
+    done.set()
+t = threading.Thread(target=pinner); t.start(); ready.wait()
+if mode == "after":
+    deny_membarrier()
+def big():
+    try:
+        bytearray(1 << 20)
+        return "ok"
+    except MemoryError as e:
+        return "full" if "secret heap" in str(e) else repr(e)
+first = secret.do(big)
+go.set(); done.wait()
+second = secret.do(big)
+secret.do(lambda: [T.free_block("raw", T.alloc_untouched("raw", 16))
+                   for _ in range(100)])
+h = secret.heap_info()
+print(first, second, h["caches_taken"], h["cached_bytes"])
+t.join()
+"""
+
+
+@pytest.mark.parametrize("mode", ["after", "none"])
+def test_membarrier_refused_later_turns_caches_off(mode):
+    """membarrier() refused once caches exist (a seccomp filter put in
+    place after the first do()): a thread's cache cannot be taken, so the
+    heap turns caches off; each thread gives its cache back at its next
+    operation on it and none starts again. Here a 1 MiB allocation first
+    fails while an idle thread's 16 cached blocks pin 16 pages (the
+    documented cost), then succeeds once that thread freed one more block,
+    and nothing is cached after. Control ("none", no filter): the first
+    allocation takes that thread's cache and succeeds; caches stay on."""
+    r = run_python("experiment", _NO_MEMBARRIER, mode,
+                   env=dict(os.environ, PYTHONSECRETHEAPSIZE="2M"))
+    if r.stdout.strip() == "no-seccomp":
+        pytest.skip("seccomp filters are not allowed here")
+    first, second, taken, cached = r.stdout.split()
+    if mode == "after":
+        assert (first, second, taken, cached) == ("full", "ok", "0", "0"), \
+            r.stdout
+    else:
+        assert first == second == "ok" and int(taken) >= 1, r.stdout
+        assert int(cached) > 0, r.stdout

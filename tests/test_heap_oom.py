@@ -86,6 +86,82 @@ def test_injection_sweep(workload):
     assert res["all"]["kinds"].get("ok", 0) <= 10, res
 
 
+def test_sweep_seed_that_found_a_bare_memory_error():
+    """The sampled sweep that found it (seed 4125418193, classes, the heap
+    full from each point on): at point 92, after points 0-19 had run,
+    type_ready_managed_dict() reported a failure that
+    _PyDict_NewKeysForClass() had already reported and cleared, and got a
+    MemoryError without the heap's message (the first report had consumed
+    the failure). Now every point gives the result or the heap's error."""
+    r = subprocess.run([sys.executable, SWEEP, "classes", "--points", "100",
+                        "--seed", "4125418193", "--mode", "all"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)["workloads"]["classes"]["all"]
+    assert res["bad"] == [], res
+    assert res["kinds"].get("MemoryError", 0) > 50, res     # control
+
+
+def test_a_failure_reported_twice_keeps_its_message():
+    """Every point of a class creation with the heap full from there on
+    (a thousand classes of generated shapes, each point): every
+    MemoryError says the secret heap is full, however often C code
+    reports a failure it cleared. Controls: a MemoryError that no heap
+    failure caused (a size overflow) has no heap message, and one made
+    after do() returned either."""
+    code = r"""
+import random, secret, sys, _testsecret as T
+rng = random.Random(%d)
+bad, heap_errors, shapes = [], 0, 0
+def make(k):
+    ns = {"a%%d" %% i: i for i in range(k %% 7)}
+    if k %% 3 == 0:
+        ns["__slots__"] = ("x", "y")[:k %% 2 + 1]
+    bases = (dict,) if k %% 5 == 0 else ()
+    C = type("C%%d" %% k, bases, ns)
+    return C, C()
+for shape in range(60):
+    k = rng.randrange(1000)
+    before = secret.heap_info()["allocations"]
+    secret.do(make, k)
+    total = secret.heap_info()["allocations"] - before
+    for n in range(total + 1):
+        T.fail_secret_allocations(n, -1, False)
+        try:
+            secret.do(make, k)
+        except MemoryError as e:
+            if "secret heap" in str(e):
+                heap_errors += 1
+            else:
+                bad.append((k, n, repr(e)))
+        finally:
+            T.fail_secret_allocations(-1)
+    shapes += 1
+def overflow():
+    try:
+        bytearray(sys.maxsize)
+    except MemoryError as e:
+        return str(e)
+inside = secret.do(overflow)
+T.fail_secret_allocations(0, -1, False)
+try:
+    secret.do(make, 1)
+except MemoryError:
+    pass
+finally:
+    T.fail_secret_allocations(-1)
+after = overflow()
+print(repr((bad[:5], len(bad), heap_errors, shapes, inside, after)))
+""" % int.from_bytes(os.urandom(4), "little")
+    rc, out, err = run(code)
+    assert rc == 0, err[-3000:]
+    bad, nbad, heap_errors, shapes, inside, after = eval(out)
+    assert nbad == 0, bad
+    assert heap_errors > shapes * 5, out                 # control: failures
+    assert "secret heap" not in inside, inside            # control
+    assert "secret heap" not in after, after              # control
+
+
 # --- the upstream sites (patch 0021), on pristine and here ---------------
 
 # Each script injects failures with _testcapi.set_nomemory (any build,
@@ -473,3 +549,44 @@ except MemoryError as e:
 """, env={"PYTHONSECRETHEAPSIZE": "8M"})
     assert rc == 0, err[-2000:]
     assert out.splitlines() == ["'secret heap exhausted'", "''"], out
+
+
+def test_a_handled_heap_error_is_not_blamed_later():
+    """A secret heap MemoryError that Python code caught, then a
+    MemoryError with another cause (a size overflow) in the same do(),
+    nothing allocated in between: the second has no heap message, whether
+    it is raised after the handler or inside it. Control: the heap's own
+    errors had the heap's message."""
+    code = r"""
+import secret, _testsecret as T
+L, BIG = [0, 0], 2 ** 62
+def caught_then_overflow(alloc):
+    first = ""
+    try:
+        alloc()
+    except MemoryError as e:
+        first = str(e)
+    try:
+        L * BIG
+    except MemoryError as e:
+        return first, str(e)
+def overflow_in_handler(alloc):
+    try:
+        alloc()
+    except MemoryError as e:
+        try:
+            L * BIG
+        except MemoryError as e2:
+            return str(e), str(e2)
+out = []
+for alloc in (lambda: T.alloc_untouched("raw", 64 << 20),
+              lambda: bytearray(64 << 20)):
+    out.append(secret.do(caught_then_overflow, alloc))
+    out.append(secret.do(overflow_in_handler, alloc))
+print(repr(out))
+"""
+    rc, out, err = run(code, env={"PYTHONSECRETHEAPSIZE": "8M"})
+    assert rc == 0, err[-3000:]
+    for heap_msg, later in eval(out):
+        assert "secret heap" in heap_msg, out          # control
+        assert "secret heap" not in later, out

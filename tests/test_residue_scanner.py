@@ -386,3 +386,32 @@ def test_scenario_missing_a_required_module_is_na(tmp_path):
     assert verdicts["needs_missing"] == \
         "n/a (needs no_such_module_for_residue)"
     assert verdicts["needs_json"] != verdicts["needs_missing"]
+
+
+def test_a_split_thread_stack_is_labelled_whole():
+    """A thread stack the kernel split (parts locked or marked apart) is
+    one stack below its SP: the anonymous read-write mappings right below
+    the one that holds the SP get its label, down to the guard; a mapping
+    above it, or past a gap, does not (it may be another mapping placed
+    next to the stack). Control: without the thread's SP no part is a
+    thread's stack."""
+    K = 4096
+    def maps():
+        return [residue.Mapping(0x10000, 0x11000, "---p", 0, 0, ""),    # guard
+                residue.Mapping(0x11000, 0x20000, "---p", 0, 0, ""),    # below
+                residue.Mapping(0x20000, 0x20000 + K, "rw-p", 0, 0, ""),
+                residue.Mapping(0x20000 + K, 0x20000 + 3 * K, "rw-p", 0, 0, ""),
+                residue.Mapping(0x20000 + 3 * K, 0x30000, "rw-p", 0, 0, ""),
+                residue.Mapping(0x31000, 0x32000, "rw-p", 0, 0, ""),    # gap
+                residue.Mapping(0x32000, 0x33000, "r--p", 0, 7, "/lib/x.so")]
+    sp = 0x20000 + 2 * K
+    lab = residue.Labeler(maps(), pid=1, threads={2: ("w", sp)},
+                          thread_names={2: "w"})
+    labels = [m.label for m in lab.maps]
+    assert labels[2:4] == ["stack:thread:w"] * 2, labels
+    assert labels[1] != "stack:thread:w", labels
+    assert labels[4] == "anon" and labels[5] == "anon", labels
+    assert lab.find(0x20010).label == "stack:thread:w"
+    control = residue.Labeler(maps(), pid=1, threads={}, thread_names={})
+    assert not any(m.label.startswith("stack:thread")
+                   for m in control.maps)

@@ -184,9 +184,10 @@ PyAPI_FUNC(void *) _PySecretHeap_Adopt(void *p, size_t old_size, size_t n,
 
 /* Exhaustion: the heap's own MemoryError and its reserve. */
 
-/* 1 if a secret allocation of this thread failed since the last call
- * (which clears it), with PyErr_NoMemory()'s message (why, the heap's
- * size and how to change it) written to buf. */
+/* 1 if a secret allocation of this thread failed and none succeeded since
+ * (outside the reserve), with PyErr_NoMemory()'s message (why, the heap's
+ * size and how to change it) written to buf. Outside secret mode the call
+ * forgets the failure; in it, the outermost do()'s exit does. */
 extern int _PySecretHeap_TakeFailure(char *buf, size_t len);
 /* 1 if a secret allocation of this thread failed and no MemoryError said
  * so yet (in or out of do()). */
@@ -207,6 +208,10 @@ extern int _PySecretHeap_UnwindReserve(PyObject *exc);
  * in secret mode never NULL (from the heap's reserve; the MemoryError stays
  * raised), so that unwinding cannot retry the same handler forever. */
 extern PyObject *_PySecretHeap_HandlerIndex(int lasti);
+/* In secret mode, ceval's unwinding found a handler: Python code handles
+ * the exception, so a failed secret allocation still pending is not the
+ * cause of a later MemoryError. */
+extern void _PySecretHeap_Handled(void);
 
 /* mimalloc's OS primitives for the secret range (its arena commits only
  * what it uses): charge and lock, or unlock, discard and uncharge.
@@ -294,8 +299,8 @@ extern int _PySecretHeap_NoSwap(void);
 extern void _PySecretHeap_ThreadDone(void);
 /* secret.heap_info(): a new dict. */
 extern PyObject *_PySecretHeap_Info(void);
-/* At each do() entry: forget a failed secret allocation that nothing
- * reported (see _PySecretHeap_TakeFailure). */
+/* At each do() entry and the outermost do()'s exit: forget a failed
+ * secret allocation (see _PySecretHeap_TakeFailure). */
 extern void _PySecretHeap_ForgetFailure(void);
 
 /* Native memory (secret_native.c): 1 if the C library's allocator

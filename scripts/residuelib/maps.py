@@ -117,6 +117,7 @@ class Labeler:
                 m.label = "stack:main"
             elif m.label in ("anon", "stack:exited"):
                 m.label = "stack:thread:%s" % name
+                self._extend_stack(m)
         # glibc caches the stacks of exited threads: an anonymous rw
         # mapping right above a one-page (or small) PROT_NONE guard.
         for prev, m in zip(maps, maps[1:]):
@@ -125,6 +126,23 @@ class Labeler:
                     and prev.end - prev.start <= 64 * 1024
                     and m.perms.startswith("rw")):
                 m.label = "stack:exited"
+
+    def _extend_stack(self, m):
+        """A thread's stack is one mapping until parts of it are locked,
+        marked or protected apart (mlock, madvise, the growth guard): the
+        kernel then splits it. The anonymous read-write mappings right
+        below the one holding the SP, down to the stack's PROT_NONE guard,
+        are the same stack: the frames deeper than the SP. (Above the SP
+        the stack's end cannot be told from a mapping placed next to it.)"""
+        i = self.maps.index(m)
+        while i > 0:
+            below, cur = self.maps[i - 1], self.maps[i]
+            if (below.end != cur.start or not below.anonymous
+                    or not below.perms.startswith("rw")
+                    or below.label not in ("anon", "stack:exited")):
+                break
+            below.label = m.label
+            i -= 1
 
     @staticmethod
     def _static_label(m):

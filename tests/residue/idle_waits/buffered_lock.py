@@ -1,4 +1,4 @@
-"""A thread made in do() signs (HMAC, two C levels deep), then writes to a
+"""A thread made in do() signs (HMAC, four C levels deep), then writes to a
 buffered pipe whose lock another thread holds while blocked on the full
 pipe: it waits in _io's own blocking lock acquire (a PyThread lock, not
 the parking lot)."""

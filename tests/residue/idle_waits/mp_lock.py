@@ -1,4 +1,4 @@
-"""A thread made in do() signs (HMAC, two C levels deep), then blocks on a
+"""A thread made in do() signs (HMAC, four C levels deep), then blocks on a
 multiprocessing.Lock (SemLock: its own sem_wait, not a PyThread lock or
 the parking lot), as a multiprocessing.Queue consumer does on its read
 lock. Not erased yet (docs/limitations.md)."""

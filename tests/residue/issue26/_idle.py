@@ -37,7 +37,7 @@ def through_c(n, f):
 
 def sign_deep(ctx):
     """The task a waiting thread finished: the key read and an HMAC tag
-    computed two C levels down; nothing of it is kept."""
+    computed four C levels down; nothing of it is kept."""
     import hmac
     key = ctx.read_secret()
-    through_c(2, lambda: hmac.digest(key, MESSAGE, "sha256"))
+    through_c(4, lambda: hmac.digest(key, MESSAGE, "sha256"))

@@ -415,3 +415,14 @@ def test_a_split_thread_stack_is_labelled_whole():
     control = residue.Labeler(maps(), pid=1, threads={}, thread_names={})
     assert not any(m.label.startswith("stack:thread")
                    for m in control.maps)
+    # No guard below (a stack of the thread's own, or not a stack): the
+    # mapping under it is not taken; two such stacks keep their names.
+    ms = maps()[2:]
+    lab = residue.Labeler(ms, pid=1, threads={2: ("w", sp)},
+                          thread_names={2: "w"})
+    assert [m.label for m in lab.maps][0] == "anon", lab.maps
+    lab = residue.Labeler(maps(), pid=1,
+                          threads={3: ("a", 0x20010), 2: ("w", sp)},
+                          thread_names={2: "w", 3: "a"})
+    assert [m.label for m in lab.maps][2:4] == [
+        "stack:thread:a", "stack:thread:w"], lab.maps

@@ -105,6 +105,7 @@ class Labeler:
                        + [(a, b, "secret-heap") for a, b in secret_ranges])
         names = {int(k): v for k, v in (thread_names or {}).items()}
         self.threads = {}
+        stacks = []
         for m in maps:
             m.label = self._static_label(m)
         for tid, (comm, sp) in (threads or {}).items():
@@ -117,7 +118,10 @@ class Labeler:
                 m.label = "stack:main"
             elif m.label in ("anon", "stack:exited"):
                 m.label = "stack:thread:%s" % name
-                self._extend_stack(m)
+                stacks.append(m)
+        # After every SP's mapping is labelled: a walk never takes one.
+        for m in stacks:
+            self._extend_stack(m)
         # glibc caches the stacks of exited threads: an anonymous rw
         # mapping right above a one-page (or small) PROT_NONE guard.
         for prev, m in zip(maps, maps[1:]):
@@ -131,18 +135,33 @@ class Labeler:
         """A thread's stack is one mapping until parts of it are locked,
         marked or protected apart (mlock, madvise, the growth guard): the
         kernel then splits it. The anonymous read-write mappings right
-        below the one holding the SP, down to the stack's PROT_NONE guard,
-        are the same stack: the frames deeper than the SP. (Above the SP
-        the stack's end cannot be told from a mapping placed next to it.)"""
+        below the one holding the SP are the same stack (the frames deeper
+        than the SP) if they end on its PROT_NONE guard (next to it, or
+        past a hole, as the experiment leaves one); a stack without
+        one (set by pthread_attr_setstack, a runtime's own) is not
+        extended, as what lies below it may be anything. (Above the SP the
+        stack's end cannot be told from a mapping placed next to it.)"""
         i = self.maps.index(m)
+        parts = []
         while i > 0:
             below, cur = self.maps[i - 1], self.maps[i]
-            if (below.end != cur.start or not below.anonymous
-                    or not below.perms.startswith("rw")
-                    or below.label not in ("anon", "stack:exited")):
+            if not below.anonymous:
+                return
+            if below.perms.startswith("---"):
+                # The guard, or the experiment's PROT_NONE reserve under
+                # the stack's used part (past a hole it unmapped).
                 break
-            below.label = m.label
+            if below.end != cur.start:
+                return
+            if (not below.perms.startswith("rw")
+                    or below.label not in ("anon", "stack:exited")):
+                return
+            parts.append(below)
             i -= 1
+        else:
+            return
+        for p in parts:
+            p.label = m.label
 
     @staticmethod
     def _static_label(m):

@@ -562,6 +562,9 @@ static do_epoch *
 epoch_start(PyThreadState *tstate)
 {
 #if _Py_SECRET_HEAP
+    /* Not on do()'s C stack: a greenlet switched out of do() has its
+     * stack copied away and another's in place, while the thread's list
+     * still links this epoch (tests/test_exceptions_review3.py). */
     do_epoch *e = plain_malloc(sizeof(do_epoch));
     if (e == NULL) {
         return NULL;

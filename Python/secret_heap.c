@@ -1013,7 +1013,7 @@ static inline void *
 cache_pop(size_t n)
 {
     size_t i = cache_bin(n);
-    if (!cache_enter()) {
+    if (tcache.state != CACHE_ON || !cache_enter()) {
         return NULL;
     }
     void *p = tcache.head[i];
@@ -1402,8 +1402,8 @@ static void
 cache_thread_end(void *unused)
 {
     (void)unused;
-    if (tcache.state == CACHE_NONE) {
-        tcache.state = CACHE_OFF;
+    if (tcache.state != CACHE_ON) {
+        tcache.state = CACHE_OFF;       /* not on the list: no lock */
         return;
     }
     heap_lock();
@@ -1604,17 +1604,31 @@ _PySecretHeap_UsableSize(const void *p)
 
 /* --- exhaustion ------------------------------------------------------ */
 
+/* With the heap lock held: the caches' counts added to st (a copy of
+ * stats), their bytes taken out of its live bytes; returns those bytes. */
+static int64_t
+caches_add_locked(heap_stats *st)
+{
+    int64_t cached = 0;
+    for (block_cache *c = caches; c != NULL; c = c->next) {
+        st->allocations += _Py_atomic_load_int64_relaxed(&c->allocations);
+        st->frees += _Py_atomic_load_int64_relaxed(&c->frees);
+        st->zeroed_bytes += _Py_atomic_load_int64_relaxed(&c->zeroed_bytes);
+        cached += _Py_atomic_load_int64_relaxed(&c->bytes);
+    }
+    st->live_bytes -= cached;
+    return cached;
+}
+
 /* Bytes in live blocks: the heap's count less what caches hold. */
 static int64_t
 live_bytes_now(void)
 {
     heap_lock();
-    int64_t live = stats.live_bytes;
-    for (block_cache *c = caches; c != NULL; c = c->next) {
-        live -= _Py_atomic_load_int64_relaxed(&c->bytes);
-    }
+    heap_stats st = stats;
+    (void)caches_add_locked(&st);
     heap_unlock();
-    return live;
+    return st.live_bytes;
 }
 
 int
@@ -2083,14 +2097,7 @@ _PySecretHeap_Info(void)
                           : lock_chunk(Py_MIN(lockable, space));
     heap_lock();
     heap_stats st = stats;
-    int64_t cached = 0;
-    for (block_cache *c = caches; c != NULL; c = c->next) {
-        st.allocations += _Py_atomic_load_int64_relaxed(&c->allocations);
-        st.frees += _Py_atomic_load_int64_relaxed(&c->frees);
-        st.zeroed_bytes += _Py_atomic_load_int64_relaxed(&c->zeroed_bytes);
-        cached += _Py_atomic_load_int64_relaxed(&c->bytes);
-    }
-    st.live_bytes -= cached;
+    int64_t cached = caches_add_locked(&st);
     heap_unlock();
     PyMutex_LockFlags(&map_mutex, _Py_LOCK_DONT_DETACH);
     size_t committed = committed_bytes, locked = locked_bytes;

@@ -309,47 +309,61 @@ print(full, n > 1000, ok)
     assert r.stdout.split() == ["True", "True", "True"], r.stdout + r.stderr
 
 
-_PIN = r"""
-import array, sys, threading, secret, _testsecret as T
-keep_live = sys.argv[1] == "live"
+_PINNER = r"""
 N = 80000
 addrs = array.array("Q", bytes(8 * N))     # ordinary memory, made before do
-ready, done = threading.Event(), threading.Event()
-info = {}
-def pinner():
-    # 16-byte blocks over some 20 of the heap's 64 KiB pages; one block of
-    # each of 16 pages stays in this thread's cache (or live, for the
-    # control), the rest go back to the heap.
-    def body():
-        n = 0
-        while n < N:
-            try:
-                addrs[n] = T.alloc_untouched("raw", 16)
-            except MemoryError:
-                break
-            n += 1
-        first = {}
-        for i in range(n):
-            first.setdefault(addrs[i] >> 16, i)
-        pinned = set(sorted(first.values())[:16])
-        for i in range(n):
-            if i not in pinned or not keep_live:
-                T.free_block("raw", addrs[i])
-                addrs[i] = 0
-        return len(first)
-    info["pages"] = secret.do(body)
-    info["cached"] = secret.heap_info()["cached_bytes"]
-    ready.set()
-    done.wait()
-    if keep_live:
-        secret.do(lambda: [T.free_block("raw", a) for a in addrs if a])
-t = threading.Thread(target=pinner); t.start(); ready.wait()
+
+
+def pin_pages(keep_live):
+    # 16-byte blocks over some 20 of the heap's 64 KiB pages. The first
+    # block of 16 of those pages is freed first, into this thread's cache
+    # (16 deep), or kept live (the control); the rest go back to the heap.
+    n = 0
+    while n < N:
+        try:
+            addrs[n] = T.alloc_untouched("raw", 16)
+        except MemoryError:
+            break
+        n += 1
+    first = {}
+    for i in range(n):
+        first.setdefault(addrs[i] >> 16, i)
+    pinned = sorted(first.values())[:16]
+    if not keep_live:
+        for i in pinned:
+            T.free_block("raw", addrs[i])
+            addrs[i] = 0
+    keep = set(pinned) if keep_live else ()
+    for i in range(n):
+        if addrs[i] and i not in keep:
+            T.free_block("raw", addrs[i])
+            addrs[i] = 0
+    return len(first)
+
+
 def big():
     try:
         bytearray(1 << 20)
         return "ok"
     except MemoryError as e:
         return "full" if "secret heap" in str(e) else repr(e)
+"""
+
+
+_PIN = r"""
+import array, sys, threading, secret, _testsecret as T
+""" + _PINNER + r"""
+keep_live = sys.argv[1] == "live"
+ready, done = threading.Event(), threading.Event()
+info = {}
+def pinner():
+    info["pages"] = secret.do(pin_pages, keep_live)
+    info["cached"] = secret.heap_info()["cached_bytes"]
+    ready.set()
+    done.wait()
+    if keep_live:
+        secret.do(lambda: [T.free_block("raw", a) for a in addrs if a])
+t = threading.Thread(target=pinner); t.start(); ready.wait()
 print(info["pages"], info["cached"], secret.do(big))
 done.set(); t.join()
 print(secret.do(big), secret.heap_info()["cached_bytes"])
@@ -458,6 +472,7 @@ def test_full_heap_races_threads_using_their_caches(seed):
 
 _NO_MEMBARRIER = r"""
 import array, ctypes, os, struct, sys, threading, secret, _testsecret as T
+""" + _PINNER + r"""
 mode = sys.argv[1]
 libc = ctypes.CDLL(None, use_errno=True)
 X86 = os.uname().machine == "x86_64"
@@ -476,28 +491,9 @@ def deny_membarrier():
         print("no-seccomp")
         sys.exit(0)
 secret.do(lambda: T.free_block("raw", T.alloc_untouched("raw", 16)))
-N = 80000
-addrs = array.array("Q", bytes(8 * N))
 ready, go, done = threading.Event(), threading.Event(), threading.Event()
-def pinner():          # as _PIN, "cached"
-    def body():
-        n = 0
-        while n < N:
-            try:
-                addrs[n] = T.alloc_untouched("raw", 16)
-            except MemoryError:
-                break
-            n += 1
-        first = {}
-        for i in range(n):
-            first.setdefault(addrs[i] >> 16, i)
-        pinned = set(sorted(first.values())[:16])
-        for i in range(n):
-            if i not in pinned:
-                T.free_block("raw", addrs[i])
-        for i in pinned:
-            T.free_block("raw", addrs[i])   # last: into the cache
-    secret.do(body)
+def pinner():
+    secret.do(pin_pages, False)
     ready.set()
     go.wait()
     secret.do(lambda: T.free_block("raw", T.alloc_untouched("raw", 16)))
@@ -505,12 +501,6 @@ def pinner():          # as _PIN, "cached"
 t = threading.Thread(target=pinner); t.start(); ready.wait()
 if mode == "after":
     deny_membarrier()
-def big():
-    try:
-        bytearray(1 << 20)
-        return "ok"
-    except MemoryError as e:
-        return "full" if "secret heap" in str(e) else repr(e)
 first = secret.do(big)
 go.set(); done.wait()
 second = secret.do(big)

@@ -590,3 +590,105 @@ print(repr(out))
     for heap_msg, later in eval(out):
         assert "secret heap" in heap_msg, out          # control
         assert "secret heap" not in later, out
+
+
+def test_generated_handlers_forget_the_heap_failure():
+    """Generated cases (a workload, the allocation of it that fails, the
+    shape that handles the error: except MemoryError, except Exception, a
+    finally inside it, contextlib.suppress, a generator that catches what
+    is thrown into it, nested do()): right after the heap's MemoryError is
+    handled, or while it is, nothing allocated in between (the handler
+    stores the error in a list made before), a MemoryError with another
+    cause (a size overflow) never has the heap's message. The failure is armed for the
+    workload only (a failure in the overflow's own traceback would make
+    that a heap error, rightly). Control: the handled errors had the
+    heap's message."""
+    code = r"""
+import contextlib, random, secret, sys, _testsecret as T
+rng = random.Random(%d)
+L, BIG = [0, 0], 2 ** 62
+N = [0]
+def overflow():
+    T.fail_secret_allocations(-1)
+    try:
+        L * BIG
+    except MemoryError as e:
+        return str(e)
+def work(k):
+    T.fail_secret_allocations(N[0], 1, False)
+    d = {"k%%d" %% i: [i] * (k %% 5 + 1) for i in range(k %% 9 + 1)}
+    return type("C%%d" %% k, (), d)
+def except_memory(k, out):
+    try:
+        work(k)
+    except MemoryError as e:
+        out[0] = e
+    return overflow()
+def except_exception(k, out):
+    try:
+        work(k)
+    except Exception as e:
+        out[0] = e
+        return overflow()
+    return overflow()
+def finally_inside(k, out):
+    try:
+        try:
+            work(k)
+        finally:
+            pass
+    except MemoryError as e:
+        out[0] = e
+    return overflow()
+def suppressed(k, out):
+    with contextlib.suppress(MemoryError):
+        try:
+            work(k)
+        except MemoryError as e:
+            out[0] = e
+            raise
+    return overflow()
+def generator(k, out):
+    def g():
+        while True:
+            try:
+                yield
+            except MemoryError as e:
+                out[0] = e
+    it = g()
+    next(it)
+    try:
+        work(k)
+    except MemoryError as e:
+        it.throw(e)
+    return overflow()
+def nested(k, out):
+    try:
+        secret.do(work, k)
+    except MemoryError as e:
+        out[0] = e
+    return overflow()
+SHAPES = [except_memory, except_exception, finally_inside, suppressed,
+          generator, nested]
+bad, heap_msgs, caught = [], 0, 0
+for case in range(1200):
+    shape, k = rng.choice(SHAPES), rng.randrange(1000)
+    N[0] = rng.randrange(40)
+    out = [None]        # made here: storing into it allocates nothing
+    try:
+        later = secret.do(shape, k, out)
+    except MemoryError:
+        continue        # the failure hit the shape's own code
+    finally:
+        T.fail_secret_allocations(-1)
+    caught += out[0] is not None
+    heap_msgs += out[0] is not None and "secret heap" in str(out[0])
+    if later is None or "secret heap" in later:
+        bad.append((shape.__name__, k, N[0], out[0] is not None, later))
+print(repr((bad[:5], len(bad), caught, heap_msgs)))
+""" % int.from_bytes(os.urandom(4), "little")
+    rc, out, err = run(code)
+    assert rc == 0, err[-3000:]
+    bad, nbad, caught, heap_msgs = eval(out)
+    assert nbad == 0, bad
+    assert caught > 200 and heap_msgs == caught, out       # control

@@ -11,9 +11,14 @@ much). This runs the pairs interleaved in one process instead: B blocks,
 each timing N steps plain and N protected (which goes first alternates
 block by block), and an A/A pair (plain against plain) the same way. A
 block's difference divided by N is one sample; the table gives the median
-and the quartiles of the samples. A burst of load hits both halves of a
-block alike, so the median difference is steady where pyperf's --fast
-means are not.
+and the quartiles of the samples, the median plain step, and the median
+of each block's difference over its plain half (the added cost as a share
+of the step). A burst of load hits both halves of a block alike, so the
+median difference is steady where pyperf's --fast means are not. But
+these VMs also change speed for seconds at a time (a plain step 2 us in
+one minute, 4 us in the next), and the added time changes with it: read
+an added time with the plain step measured beside it; the share is what
+stays.
 
 Works (a value is one step: one suspension and resume):
 - sleep0: a coroutine awaiting `asyncio.sleep(0)` N times, through
@@ -91,7 +96,7 @@ def child(blocks, steps, cpu_time):
         out = {}
         for work in ("sleep0", "pingpong"):
             for pair in ("protected", "A/A"):
-                diffs, plain = [], []
+                diffs, plain, shares = [], [], []
                 await half(work, pair == "protected")     # warm up
                 for i in range(blocks):
                     other = pair == "protected"
@@ -103,10 +108,13 @@ def child(blocks, steps, cpu_time):
                         b = await half(work, other)
                     diffs.append((b - a) / steps)
                     plain.append(a / steps)
+                    shares.append((b - a) / a)
                 q = statistics.quantiles(diffs, n=4)
                 out["%s %s" % (work, pair)] = {
                     "plain": statistics.median(plain), "median": q[1],
-                    "q1": q[0], "q3": q[2], "samples": diffs}
+                    "q1": q[0], "q3": q[2],
+                    "share": statistics.median(shares), "samples": diffs,
+                    "plain_samples": plain}
         return out
 
     loop = asyncio.new_event_loop()
@@ -148,12 +156,15 @@ def main():
         os.path.relpath(a.python, ROOT) if a.python.startswith(ROOT)
         else a.python))
     print()
-    print("| work | pair | plain step | added: median | quartiles |")
-    print("|---|---|---|---|---|")
+    print("| work | pair | plain step | added: median | quartiles "
+          "| added / plain |")
+    print("|---|---|---|---|---|---|")
     for name, v in res.items():
         work, pair = name.split(" ", 1)
-        print("| %s | %s | %.0f ns | **%+.0f ns** | %+.0f to %+.0f ns |"
-              % (work, pair, v["plain"], v["median"], v["q1"], v["q3"]))
+        print("| %s | %s | %.0f ns | **%+.0f ns** | %+.0f to %+.0f ns "
+              "| %+.1f %% |"
+              % (work, pair, v["plain"], v["median"], v["q1"], v["q3"],
+                 100 * v["share"]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"command": sys.argv, "blocks": a.blocks,

@@ -23,7 +23,8 @@ def test_async_step_paired_runs_and_reports_each_pair(tmp_path):
     assert sorted(res) == ["pingpong A/A", "pingpong protected",
                            "sleep0 A/A", "sleep0 protected"]
     for name, v in res.items():
-        assert len(v["samples"]) == 4, name
+        assert len(v["samples"]) == len(v["plain_samples"]) == 4, name
+        assert isinstance(v["share"], float), name
         assert v["plain"] > 0 and v["q1"] <= v["median"] <= v["q3"], name
         assert "| %s | %s |" % tuple(name.split(" ", 1)) in r.stdout
 

@@ -23,6 +23,17 @@ if EXPERIMENT not in ("experiment", "experiment-opt", "experiment-sanitizer"):
                      " (experiment, experiment-opt, experiment-sanitizer)"
                      % EXPERIMENT)
 
+# Built with AddressSanitizer (the experiment-sanitizer variant):
+# - greenlet switches stacks by copying them without telling ASan, which
+#   then reports greenlet's copies and stale red zones, without do() too
+#   (docs/sanitizers.md): greenlet and gevent tests skip there;
+# - ASan's malloc takes the C library's place: the native heap is off
+#   (secret.protections()["native_heap"] is False), its tests skip.
+ASAN = "--with-address-sanitizer" in (
+    sysconfig.get_config_var("CONFIG_ARGS") or "")
+GREENLET_UNDER_ASAN = ("greenlet switches stacks without telling "
+                       "AddressSanitizer (docs/sanitizers.md)")
+
 
 def interpreter(variant):
     return os.path.join(INSTALL, variant, "bin", "python3")

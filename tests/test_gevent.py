@@ -26,6 +26,10 @@ import sys
 import pytest
 
 import secret
+from conftest import ASAN, GREENLET_UNDER_ASAN
+
+if ASAN:
+    pytest.skip(GREENLET_UNDER_ASAN, allow_module_level=True)
 
 pytest.importorskip("gevent")
 pytest.importorskip("_testsecret")

@@ -20,6 +20,10 @@ import textwrap
 import pytest
 
 import secret
+from conftest import ASAN, GREENLET_UNDER_ASAN
+
+if ASAN:
+    pytest.skip(GREENLET_UNDER_ASAN, allow_module_level=True)
 
 greenlet = pytest.importorskip("greenlet")
 T = pytest.importorskip("_testsecret")

@@ -17,6 +17,10 @@ import pytest
 
 from residue_matrix import residue
 
+from conftest import ASAN, GREENLET_UNDER_ASAN
+
+if ASAN:
+    pytest.skip(GREENLET_UNDER_ASAN, allow_module_level=True)
 pytest.importorskip("gevent")
 
 SC, = residue.scenarios(names=["gevent_server_do"])
